@@ -1,0 +1,223 @@
+//! Node inventory: one scan of sysfs into plain data (every SR-IOV capable
+//! PF and its VFs). Nothing here does I/O after [`scan`] returns; pools,
+//! provisioning plans and the CLI all work on the returned value.
+
+mod render;
+
+use serde::Serialize;
+
+pub use render::render_table;
+
+use crate::pci::{PciAddress, PciId, id_names};
+use crate::sysfs::{LinkType, NetDev, PciDevice, Sysfs, SysfsError};
+
+/// Every SR-IOV capable PF on the node, in PCI address order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Inventory {
+    /// The PFs.
+    pub pfs: Vec<Pf>,
+}
+
+/// Vendor and device ids with their pci.ids names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ids {
+    /// Vendor id (`8086`).
+    pub vendor: PciId,
+    /// Device id (`1592`).
+    pub device: PciId,
+    /// Vendor name from pci.ids.
+    pub vendor_name: Option<&'static str>,
+    /// Device name from pci.ids.
+    pub device_name: Option<&'static str>,
+}
+
+impl Ids {
+    fn new(vendor: PciId, device: PciId) -> Self {
+        let (vendor_name, device_name) = id_names(vendor, device);
+        Self {
+            vendor,
+            device,
+            vendor_name,
+            device_name,
+        }
+    }
+}
+
+/// A netdev as seen at scan time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Netdev {
+    /// Interface name.
+    pub name: String,
+    /// Hardware address.
+    pub mac: Option<String>,
+    /// `operstate`.
+    pub operstate: Option<String>,
+    /// MTU.
+    pub mtu: Option<u32>,
+    /// Link type, when Ethernet or InfiniBand.
+    pub link_type: Option<LinkType>,
+}
+
+/// A physical function with SR-IOV capability.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pf {
+    /// PCI address.
+    pub pci_address: PciAddress,
+    /// Ids; `None` when unreadable.
+    pub ids: Option<Ids>,
+    /// Bound driver.
+    pub driver: Option<String>,
+    /// Its (first) netdev.
+    pub netdev: Option<Netdev>,
+    /// `sriov_numvfs`.
+    pub num_vfs: Option<u32>,
+    /// `sriov_totalvfs`.
+    pub total_vfs: u32,
+    /// NUMA node; `None` for -1 or unknown.
+    pub numa_node: Option<u32>,
+    /// Its VFs in index order.
+    pub vfs: Vec<Vf>,
+}
+
+/// A virtual function.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Vf {
+    /// VF index on its PF (`virtfnN`).
+    pub index: u32,
+    /// PCI address.
+    pub pci_address: PciAddress,
+    /// The PF's address.
+    pub pf: PciAddress,
+    /// Ids; `None` when unreadable.
+    pub ids: Option<Ids>,
+    /// Bound driver (`iavf`, `vfio-pci`, ...), `None` when unbound.
+    pub driver: Option<String>,
+    /// Its netdev in the host netns; `None` when bound to vfio-pci/uio or
+    /// moved into a pod.
+    pub netdev: Option<Netdev>,
+    /// Link type: the netdev's, or the PF's when the VF has no netdev.
+    pub link_type: Option<LinkType>,
+    /// NUMA node.
+    pub numa_node: Option<u32>,
+    /// IOMMU group; `None` without an IOMMU.
+    pub iommu_group: Option<u32>,
+}
+
+impl Inventory {
+    /// The PF with this address.
+    pub fn pf(&self, addr: PciAddress) -> Option<&Pf> {
+        self.pfs.iter().find(|p| p.pci_address == addr)
+    }
+
+    /// The VF with this address and its PF.
+    pub fn vf(&self, addr: PciAddress) -> Option<(&Pf, &Vf)> {
+        self.pfs
+            .iter()
+            .find_map(|p| p.vfs.iter().find(|v| v.pci_address == addr).map(|v| (p, v)))
+    }
+
+    /// Every VF with its PF.
+    pub fn vfs(&self) -> impl Iterator<Item = (&Pf, &Vf)> {
+        self.pfs
+            .iter()
+            .flat_map(|p| p.vfs.iter().map(move |v| (p, v)))
+    }
+}
+
+/// Logs a read failure and turns it into "unknown".
+fn known<T>(what: &str, addr: PciAddress, r: Result<T, SysfsError>) -> Option<T> {
+    r.map_err(|e| tracing::warn!(pci = %addr, "{what} unknown: {e}"))
+        .ok()
+}
+
+fn ids(dev: &PciDevice) -> Option<Ids> {
+    let addr = dev.addr();
+    let vendor = known("vendor", addr, dev.vendor())?;
+    let device = known("device", addr, dev.device_id())?;
+    Some(Ids::new(vendor, device))
+}
+
+fn netdev(addr: PciAddress, nd: &NetDev) -> Netdev {
+    Netdev {
+        name: nd.name().to_string(),
+        mac: known("address", addr, nd.address()).flatten(),
+        operstate: known("operstate", addr, nd.operstate()).flatten(),
+        mtu: known("mtu", addr, nd.mtu()).flatten(),
+        link_type: known("link type", addr, nd.link_type()).flatten(),
+    }
+}
+
+fn first_netdev(dev: &PciDevice) -> Option<Netdev> {
+    let nds = known("netdevs", dev.addr(), dev.netdevs())?;
+    nds.first().map(|nd| netdev(dev.addr(), nd))
+}
+
+/// Scans sysfs for SR-IOV PFs and their VFs. Unreadable fields become
+/// unknown (`None`) with a warning; a vanished device is skipped; only an
+/// unreadable `bus/pci/devices` is an error.
+pub fn scan(sysfs: &Sysfs) -> Result<Inventory, SysfsError> {
+    let mut pfs = Vec::new();
+    for addr in sysfs.pci_addresses()? {
+        let dev = sysfs.pci_device(addr);
+        // A function is a PF when it has sriov_totalvfs; a VF never has it.
+        let total_vfs = match dev.sriov_totalvfs() {
+            Ok(Some(t)) => t,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(pci = %addr, "skipping device: {e}");
+                continue;
+            }
+        };
+        pfs.push(scan_pf(sysfs, dev, total_vfs));
+    }
+    Ok(Inventory { pfs })
+}
+
+fn scan_pf(sysfs: &Sysfs, dev: PciDevice, total_vfs: u32) -> Pf {
+    let addr = dev.addr();
+    let netdev = first_netdev(&dev);
+    let pf_link = netdev.as_ref().and_then(|n| n.link_type);
+    let vfs = known("VF list", addr, dev.virtfns())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(index, vf_addr)| {
+            let vf = sysfs.sibling_device(&dev, vf_addr);
+            if !vf.exists() {
+                tracing::warn!(pci = %vf_addr, pf = %addr, "VF vanished during scan");
+                return None;
+            }
+            Some(scan_vf(&vf, index, addr, pf_link))
+        })
+        .collect();
+    Pf {
+        pci_address: addr,
+        ids: ids(&dev),
+        driver: known("driver", addr, dev.driver()).flatten(),
+        netdev,
+        num_vfs: known("sriov_numvfs", addr, dev.sriov_numvfs()),
+        total_vfs,
+        numa_node: known("numa_node", addr, dev.numa_node()).flatten(),
+        vfs,
+    }
+}
+
+fn scan_vf(dev: &PciDevice, index: u32, pf: PciAddress, pf_link: Option<LinkType>) -> Vf {
+    let addr = dev.addr();
+    let netdev = first_netdev(dev);
+    Vf {
+        index,
+        pci_address: addr,
+        pf,
+        ids: ids(dev),
+        driver: known("driver", addr, dev.driver()).flatten(),
+        link_type: netdev.as_ref().and_then(|n| n.link_type).or(pf_link),
+        netdev,
+        numa_node: known("numa_node", addr, dev.numa_node()).flatten(),
+        iommu_group: known("iommu_group", addr, dev.iommu_group()).flatten(),
+    }
+}

@@ -1,0 +1,9 @@
+//! fastpath: SR-IOV / DPDK data-plane attachment for Kubernetes nodes.
+//!
+//! The library is organised by kernel surface (`sysfs`) and by decision
+//! (`inventory`); the binary in `main.rs` dispatches CLI commands in `cli`.
+
+pub mod cli;
+pub mod inventory;
+pub mod pci;
+pub mod sysfs;

@@ -1,0 +1,253 @@
+//! Rooted access to `/sys`: every read and write of sysfs in fastpath goes
+//! through a [`Sysfs`] whose root is configurable, so tests point it at a
+//! fake tree in a temp dir and production points it at `/sys`.
+//!
+//! Paths are only ever formed from a [`PciAddress`], a validated interface
+//! name, and attribute names that are constants of this module.
+
+mod net;
+mod pci;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use net::{ARPHRD_ETHER, ARPHRD_INFINIBAND, LinkType, NetDev, valid_ifname};
+pub use pci::PciDevice;
+
+use crate::pci::PciAddress;
+
+/// Default sysfs mount point.
+pub const DEFAULT_ROOT: &str = "/sys";
+
+/// Something went wrong reading or writing a sysfs file.
+#[derive(Debug, thiserror::Error)]
+pub enum SysfsError {
+    /// A file or link could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file read.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A file could not be written.
+    #[error("writing {value:?} to {path}: {source}")]
+    Write {
+        /// The file written.
+        path: PathBuf,
+        /// What was written.
+        value: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A file held something the kernel would not write there.
+    #[error("{path}: unexpected content {content:?}")]
+    Parse {
+        /// The file read.
+        path: PathBuf,
+        /// Its content, trimmed.
+        content: String,
+    },
+    /// An interface name that must not be joined into a path.
+    #[error("invalid interface name {0:?}")]
+    IfName(String),
+}
+
+impl SysfsError {
+    /// True when the file simply does not exist (an optional attribute).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, SysfsError::Read { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+}
+
+/// Result alias for sysfs operations.
+pub type Result<T, E = SysfsError> = std::result::Result<T, E>;
+
+/// A sysfs tree rooted at a directory (normally `/sys`).
+#[derive(Debug, Clone)]
+pub struct Sysfs {
+    root: PathBuf,
+}
+
+impl Sysfs {
+    /// Uses `root` as the sysfs mount point.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The root this tree reads under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `<root>/bus/pci/devices`.
+    pub fn pci_devices_dir(&self) -> PathBuf {
+        self.root.join("bus/pci/devices")
+    }
+
+    /// Every PCI function the kernel lists, in address order. Entries whose
+    /// names are not PCI addresses are skipped with a warning.
+    pub fn pci_addresses(&self) -> Result<Vec<PciAddress>> {
+        let dir = self.pci_devices_dir();
+        let mut out = Vec::new();
+        for name in read_dir_names(&dir)? {
+            match name.parse::<PciAddress>() {
+                Ok(a) => out.push(a),
+                Err(e) => tracing::warn!(path = %dir.display(), "skipping entry: {e}"),
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// A handle on one PCI function. The device directory is resolved once
+    /// (through the `bus/pci/devices` link) so that later reads do not walk
+    /// the symlink again.
+    pub fn pci_device(&self, addr: PciAddress) -> PciDevice {
+        let link = self.pci_devices_dir().join(addr.to_string());
+        let dir = match fs::read_link(&link) {
+            Ok(target) => lexical_join(link.parent().unwrap_or(&self.root), &target),
+            Err(_) => link,
+        };
+        PciDevice::new(addr, dir)
+    }
+
+    /// A VF's handle from its PF's resolved directory: the kernel places VF
+    /// directories beside their PF, so no symlink is walked.
+    pub fn sibling_device(&self, of: &PciDevice, addr: PciAddress) -> PciDevice {
+        let dir = of
+            .dir()
+            .parent()
+            .map(|p| p.join(addr.to_string()))
+            .unwrap_or_else(|| self.pci_devices_dir().join(addr.to_string()));
+        PciDevice::new(addr, dir)
+    }
+
+    /// A netdev by name under `class/net`, wherever its device lives.
+    pub fn class_net(&self, ifname: &str) -> Result<NetDev> {
+        if !valid_ifname(ifname) {
+            return Err(SysfsError::IfName(ifname.to_string()));
+        }
+        Ok(NetDev::new(
+            ifname,
+            self.root.join("class/net").join(ifname),
+        ))
+    }
+
+    /// `<root>/bus/pci/drivers/<driver>`; `None` for names that are not a
+    /// single path component.
+    pub fn pci_driver_dir(&self, driver: &str) -> Option<PathBuf> {
+        valid_component(driver).then(|| self.root.join("bus/pci/drivers").join(driver))
+    }
+}
+
+/// True for a string that is one ordinary path component.
+pub(crate) fn valid_component(s: &str) -> bool {
+    !s.is_empty() && s != "." && s != ".." && !s.contains('/') && !s.contains('\0')
+}
+
+/// Joins a relative symlink target to the directory holding the link,
+/// folding `..` lexically (sysfs links never point through other links
+/// that would make this differ from the kernel's resolution).
+pub(crate) fn lexical_join(base: &Path, target: &Path) -> PathBuf {
+    let mut out = base.to_path_buf();
+    for comp in target.components() {
+        match comp {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            std::path::Component::RootDir => out = PathBuf::from("/"),
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Reads a whole attribute file, trimmed of the kernel's trailing newline.
+pub(crate) fn read_trimmed(path: &Path) -> Result<String> {
+    match fs::read_to_string(path) {
+        Ok(s) => Ok(s.trim_end_matches(['\n', '\0', ' ']).to_string()),
+        Err(source) => Err(SysfsError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Reads an attribute and parses it, naming the file on bad content.
+pub(crate) fn read_parsed<T>(path: &Path, parse: impl FnOnce(&str) -> Option<T>) -> Result<T> {
+    let s = read_trimmed(path)?;
+    parse(&s).ok_or_else(|| SysfsError::Parse {
+        path: path.to_path_buf(),
+        content: s,
+    })
+}
+
+/// The last component of a symlink's target (`driver` -> `ixgbe`).
+pub(crate) fn link_basename(path: &Path) -> Result<String> {
+    let target = fs::read_link(path).map_err(|source| SysfsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| SysfsError::Parse {
+            path: path.to_path_buf(),
+            content: target.display().to_string(),
+        })
+}
+
+/// Writes an attribute the way the kernel expects: one write of the value.
+pub(crate) fn write_attr(path: &Path, value: &str) -> Result<()> {
+    fs::write(path, value).map_err(|source| SysfsError::Write {
+        path: path.to_path_buf(),
+        value: value.to_string(),
+        source,
+    })
+}
+
+/// Names in a directory, skipping entries that are not UTF-8.
+pub(crate) fn read_dir_names(dir: &Path) -> Result<Vec<String>> {
+    let rd = fs::read_dir(dir).map_err(|source| SysfsError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|source| SysfsError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        if let Ok(name) = entry.file_name().into_string() {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lexical_join_folds_parent_components() {
+        let p = lexical_join(
+            Path::new("/sys/bus/pci/devices"),
+            Path::new("../../../devices/pci0000:00/0000:00:02.0"),
+        );
+        assert_eq!(p, Path::new("/sys/devices/pci0000:00/0000:00:02.0"));
+    }
+
+    #[test]
+    fn components_that_could_escape_are_refused() {
+        for bad in ["", ".", "..", "a/b", "a\0"] {
+            assert!(!valid_component(bad), "{bad:?}");
+        }
+        assert!(valid_component("vfio-pci"));
+        assert!(Sysfs::new("/x").pci_driver_dir("../../etc").is_none());
+    }
+}

@@ -1,0 +1,186 @@
+//! One PCI function's sysfs directory: ids, driver, NUMA node, IOMMU group
+//! and the SR-IOV attributes and links.
+
+use std::path::{Path, PathBuf};
+
+use super::{
+    NetDev, Result, SysfsError, lexical_join, link_basename, read_dir_names, read_parsed,
+    read_trimmed, write_attr,
+};
+use crate::pci::{PciAddress, PciId};
+
+/// A handle on `devices/.../<addr>`; reading through it never panics.
+#[derive(Debug, Clone)]
+pub struct PciDevice {
+    addr: PciAddress,
+    dir: PathBuf,
+}
+
+impl PciDevice {
+    pub(super) fn new(addr: PciAddress, dir: PathBuf) -> Self {
+        Self { addr, dir }
+    }
+
+    /// The function's address.
+    pub fn addr(&self) -> PciAddress {
+        self.addr
+    }
+
+    /// Its resolved directory under `devices/`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn attr(&self, name: &'static str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// True when the device directory exists (the function is present).
+    pub fn exists(&self) -> bool {
+        self.dir.is_dir()
+    }
+
+    /// `vendor` id.
+    pub fn vendor(&self) -> Result<PciId> {
+        read_parsed(&self.attr("vendor"), PciId::parse)
+    }
+
+    /// `device` id.
+    pub fn device_id(&self) -> Result<PciId> {
+        read_parsed(&self.attr("device"), PciId::parse)
+    }
+
+    /// `class` code (24 bits).
+    pub fn class(&self) -> Result<u32> {
+        read_parsed(&self.attr("class"), |s| {
+            u32::from_str_radix(s.strip_prefix("0x")?, 16).ok()
+        })
+    }
+
+    /// The bound driver's name; `None` when unbound.
+    pub fn driver(&self) -> Result<Option<String>> {
+        optional(link_basename(&self.attr("driver")))
+    }
+
+    /// `driver_override` (`None` when it reads `(null)` or is empty).
+    pub fn driver_override(&self) -> Result<Option<String>> {
+        let s = optional(read_trimmed(&self.attr("driver_override")))?;
+        Ok(s.filter(|s| !s.is_empty() && s != "(null)"))
+    }
+
+    /// NUMA node; `None` when the kernel reports -1 (no NUMA affinity) or
+    /// the file is absent.
+    pub fn numa_node(&self) -> Result<Option<u32>> {
+        let v = optional(read_parsed(&self.attr("numa_node"), |s| {
+            s.parse::<i64>().ok()
+        }))?;
+        Ok(v.and_then(|n| u32::try_from(n).ok()))
+    }
+
+    /// IOMMU group number from the `iommu_group` link; `None` without an IOMMU.
+    pub fn iommu_group(&self) -> Result<Option<u32>> {
+        let path = self.attr("iommu_group");
+        match optional(link_basename(&path))? {
+            None => Ok(None),
+            Some(name) => name.parse().map(Some).map_err(|_| SysfsError::Parse {
+                path,
+                content: name,
+            }),
+        }
+    }
+
+    /// `sriov_totalvfs`; `None` when the function is not SR-IOV capable.
+    pub fn sriov_totalvfs(&self) -> Result<Option<u32>> {
+        optional(read_parsed(&self.attr("sriov_totalvfs"), |s| {
+            s.parse().ok()
+        }))
+    }
+
+    /// `sriov_numvfs`.
+    pub fn sriov_numvfs(&self) -> Result<u32> {
+        read_parsed(&self.attr("sriov_numvfs"), |s| s.parse().ok())
+    }
+
+    /// Writes `sriov_numvfs` (the kernel refuses N -> M with EBUSY; the
+    /// provisioning plan writes 0 first).
+    pub fn set_sriov_numvfs(&self, n: u32) -> Result<()> {
+        write_attr(&self.attr("sriov_numvfs"), &n.to_string())
+    }
+
+    /// The PF of a VF (`physfn` link); `None` for a PF or plain function.
+    pub fn physfn(&self) -> Result<Option<PciAddress>> {
+        let path = self.attr("physfn");
+        match optional(link_basename(&path))? {
+            None => Ok(None),
+            Some(name) => name.parse().map(Some).map_err(|_| SysfsError::Parse {
+                path,
+                content: name,
+            }),
+        }
+    }
+
+    /// Every `virtfnN` link as (index, VF address), sorted by index. The
+    /// directory is listed once and each link read once, so a PF with N VFs
+    /// costs N readlinks. A link that vanishes mid-scan (VFs being
+    /// destroyed) is skipped with a warning.
+    pub fn virtfns(&self) -> Result<Vec<(u32, PciAddress)>> {
+        let mut out = Vec::new();
+        for name in read_dir_names(&self.dir)? {
+            let Some(index) = name
+                .strip_prefix("virtfn")
+                .and_then(|i| i.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let path = self.dir.join(&name);
+            match link_basename(&path).map(|t| t.parse::<PciAddress>()) {
+                Ok(Ok(addr)) => out.push((index, addr)),
+                Ok(Err(e)) => tracing::warn!(path = %path.display(), "skipping VF link: {e}"),
+                Err(e) => tracing::warn!("skipping VF link: {e}"),
+            }
+        }
+        out.sort_unstable_by_key(|(i, _)| *i);
+        Ok(out)
+    }
+
+    /// The netdevs this function owns (`net/*`), sorted; empty when it has
+    /// none (unbound, or bound to vfio-pci / uio).
+    pub fn netdevs(&self) -> Result<Vec<NetDev>> {
+        let dir = self.attr("net");
+        let names = match read_dir_names(&dir) {
+            Ok(n) => n,
+            Err(e) if e.is_not_found() => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out: Vec<NetDev> = names
+            .into_iter()
+            .filter(|n| super::valid_ifname(n))
+            .map(|n| {
+                let path = dir.join(&n);
+                NetDev::new(&n, path)
+            })
+            .collect();
+        out.sort_by(|a, b| a.name().cmp(b.name()));
+        Ok(out)
+    }
+
+    /// Resolves a link in this directory relative to it (for diagnostics and
+    /// for following `physfn` to the PF's directory).
+    pub fn resolve_link(&self, name: &'static str) -> Result<PathBuf> {
+        let path = self.attr(name);
+        let target = std::fs::read_link(&path).map_err(|source| SysfsError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(lexical_join(&self.dir, &target))
+    }
+}
+
+/// Maps "file does not exist" to `None`, keeping every other error.
+pub(crate) fn optional<T>(r: Result<T>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
