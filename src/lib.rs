@@ -6,4 +6,6 @@
 pub mod cli;
 pub mod inventory;
 pub mod pci;
+pub mod procfs;
 pub mod sysfs;
+pub mod vfrange;
