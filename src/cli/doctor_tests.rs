@@ -1,11 +1,12 @@
 //! Every doctor check against fake node trees: a good node, then one
 //! thing broken at a time.
 
+use std::cell::RefCell;
 use std::fs;
 use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use sysfs_fixture::presets::write_example_host;
+use sysfs_fixture::presets::igb;
 
 use super::*;
 use crate::doctor::{CheckId, Report, Status};
@@ -16,18 +17,22 @@ const ROUTE_VIA_ENO1: &str =
 eno1\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0
 ";
 
-/// A fake node: sysfs, procfs, modules, kubelet, CNI dirs in one temp dir.
+/// A fake node: procfs, modules, kubelet, CNI dirs in one temp dir; sysfs
+/// is the bundled example host (read only) until a case needs its own.
 struct Node {
     dir: tempfile::TempDir,
+    sys: RefCell<PathBuf>,
 }
 
 impl Node {
     /// A node that passes every check.
     fn good() -> Self {
+        // Writing a fake sysfs costs a third of a second; most cases only
+        // read it, so they share the tree the repository ships.
         let node = Node {
             dir: tempfile::tempdir().unwrap(),
+            sys: RefCell::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sysfs")),
         };
-        write_example_host(&node.p("sys")).unwrap();
         node.write(
             "proc/cmdline",
             "BOOT_IMAGE=/vmlinuz root=/dev/sda1 intel_iommu=on iommu=pt\n",
@@ -59,6 +64,19 @@ impl Node {
             r#"{"cniVersion":"0.3.1","name":"k8s-pod-network","plugins":[{"type":"calico"}]}"#,
         );
         node
+    }
+
+    /// Switches to a private sysfs that a case may change: one igb PF with
+    /// two VFs in IOMMU groups (small, so it is quick to write).
+    fn own_sysfs(&self) -> PathBuf {
+        let sys = self.p("sys");
+        if !sys.exists() {
+            let fake = sysfs_fixture::FakeSysfs::new(&sys).unwrap();
+            fake.add_pf(&igb("0000:05:00.0", "enp5s0", "0000:05:10.0", 2).iommu_groups(10))
+                .unwrap();
+            *self.sys.borrow_mut() = sys.clone();
+        }
+        sys
     }
 
     fn p(&self, rel: &str) -> PathBuf {
@@ -102,14 +120,15 @@ impl Node {
     }
 
     fn diagnose(&self, dpdk: bool) -> Report {
-        let sysfs = Sysfs::new(self.p("sys"));
+        let sysfs = Sysfs::new(self.sys.borrow().clone());
         doctor::diagnose(&gather(&sysfs, &self.args(dpdk)))
     }
 }
 
 fn no_iommu_groups(n: &Node) {
-    n.rm("sys/kernel/iommu_groups");
-    fs::create_dir_all(n.p("sys/kernel/iommu_groups")).unwrap();
+    let groups = n.own_sysfs().join("kernel/iommu_groups");
+    fs::remove_dir_all(&groups).unwrap();
+    fs::create_dir_all(&groups).unwrap();
 }
 
 fn no_hugepages(n: &Node) {
@@ -326,8 +345,9 @@ const CASES: &[Case] = &[
     Case {
         name: "no PFs",
         breaks: |n| {
-            n.rm("sys");
-            sysfs_fixture::FakeSysfs::new(n.p("sys")).unwrap();
+            // An empty tree: the skeleton without any device.
+            *n.sys.borrow_mut() = n.p("empty-sys");
+            sysfs_fixture::FakeSysfs::new(n.p("empty-sys")).unwrap();
         },
         dpdk: false,
         check: CheckId::SriovPfs,
@@ -337,7 +357,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "no sysfs at all",
-        breaks: |n| n.rm("sys"),
+        breaks: |n| *n.sys.borrow_mut() = n.p("no-such-sys"),
         dpdk: false,
         check: CheckId::SriovPfs,
         status: Status::Fail,
@@ -538,7 +558,7 @@ fn a_good_node_passes_every_check_and_leaves_no_probe_file() {
 #[test]
 fn exit_code_and_json_follow_readiness() {
     let node = Node::good();
-    let sysfs = Sysfs::new(node.p("sys"));
+    let sysfs = Sysfs::new(node.sys.borrow().clone());
     let mut args = node.args(false);
     args.json = true;
     let mut out = Vec::new();
@@ -581,7 +601,7 @@ fn a_policy_with_vfio_pci_makes_the_dpdk_checks_fatal() {
     );
     let mut args = node.args(false);
     args.policy = Some(node.p("policy.yaml"));
-    let report = doctor::diagnose(&gather(&Sysfs::new(node.p("sys")), &args));
+    let report = doctor::diagnose(&gather(&Sysfs::new(node.sys.borrow().clone()), &args));
     let iommu = &report.findings[0];
     assert_eq!((iommu.check, iommu.status), (CheckId::Iommu, Status::Fail));
     assert!(!report.ready);
