@@ -10,6 +10,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Mode of an installed CNI binary: runnable by all, writable by root.
 const INSTALLED_MODE: u32 = 0o755;
@@ -100,14 +102,15 @@ fn install_one(source: &Path, dest_dir: &Path, name: &str) -> Result<PathBuf, In
         path: source.to_path_buf(),
         source: e,
     })?;
-    // The pid keeps two concurrent installers (two init containers during a
-    // rollout) from writing the same temporary file.
-    let tmp = dest_dir.join(format!(".{name}.fastpath-tmp.{}", std::process::id()));
     let target = dest_dir.join(name);
-    if let Err(source) = write_temp(&mut src, &tmp) {
+    let (tmp, mut out) = create_temp(dest_dir, name)
+        .map_err(|(path, source)| InstallError::WriteTemp { path, source })?;
+    if let Err(source) = write_temp(&mut src, &mut out) {
+        drop(out);
         let _ = fs::remove_file(&tmp);
         return Err(InstallError::WriteTemp { path: tmp, source });
     }
+    drop(out);
     if let Err(source) = fs::rename(&tmp, &target) {
         let _ = fs::remove_file(&tmp);
         return Err(InstallError::Rename {
@@ -120,15 +123,38 @@ fn install_one(source: &Path, dest_dir: &Path, name: &str) -> Result<PathBuf, In
     Ok(target)
 }
 
-/// Writes `src` to `tmp` (private until the chmod), durable before return.
-fn write_temp(src: &mut File, tmp: &Path) -> io::Result<()> {
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o700)
-        .open(tmp)?;
-    io::copy(src, &mut out)?;
+/// Creates a new, private temporary file beside the target. Two
+/// installers may run at once (two init containers during a rollout, each
+/// possibly pid 1 in its own namespace), so the name mixes pid, time and a
+/// counter, and the file must not exist yet.
+fn create_temp(dir: &Path, name: &str) -> Result<(PathBuf, File), (PathBuf, io::Error)> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut attempt = 0;
+    loop {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(
+            ".{name}.fastpath-tmp.{}.{nanos:09}.{n}",
+            std::process::id()
+        ));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o700)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => attempt += 1,
+            Err(e) => return Err((tmp, e)),
+        }
+    }
+}
+
+/// Copies `src` into `out`, sets the final mode, and syncs.
+fn write_temp(src: &mut File, out: &mut File) -> io::Result<()> {
+    io::copy(src, out)?;
     // Explicit chmod: the umask may have narrowed the create mode.
     out.set_permissions(fs::Permissions::from_mode(INSTALLED_MODE))?;
     out.sync_all()
@@ -238,16 +264,30 @@ mod tests {
     }
 
     #[test]
-    fn an_unwritable_temp_path_fails_and_installs_nothing() {
+    fn a_failed_copy_removes_its_temporary_file_and_keeps_the_old_binary() {
+        let dest = tempfile::tempdir().unwrap();
+        fs::write(dest.path().join("fastpath"), b"old").unwrap();
+        // A directory opens fine but fails on read (EISDIR): the copy
+        // fails after the temporary file exists.
+        let src_dir = tempfile::tempdir().unwrap();
+        let err = install_binary(src_dir.path(), dest.path(), &["fastpath"]).unwrap_err();
+        assert!(matches!(err, InstallError::WriteTemp { .. }), "{err}");
+        assert_eq!(fs::read(dest.path().join("fastpath")).unwrap(), b"old");
+        assert!(leftovers(dest.path()).is_empty());
+    }
+
+    #[test]
+    fn concurrent_installs_never_share_a_temporary_file() {
         let src_dir = tempfile::tempdir().unwrap();
         let dest = tempfile::tempdir().unwrap();
-        let src = source_in(src_dir.path(), b"x");
-        // chmod does not stop root (tests run as root); a directory in the
-        // way of the temporary name does.
-        let tmp_name = format!(".fastpath.fastpath-tmp.{}", std::process::id());
-        fs::create_dir(dest.path().join(&tmp_name)).unwrap();
-        let err = install_binary(&src, dest.path(), &["fastpath"]).unwrap_err();
-        assert!(matches!(err, InstallError::WriteTemp { .. }), "{err}");
-        assert!(!dest.path().join("fastpath").exists());
+        let content: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let src = source_in(src_dir.path(), &content);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| install_binary(&src, dest.path(), &["fastpath"]).unwrap());
+            }
+        });
+        assert_eq!(fs::read(dest.path().join("fastpath")).unwrap(), content);
+        assert!(leftovers(dest.path()).is_empty());
     }
 }

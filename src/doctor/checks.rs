@@ -266,8 +266,8 @@ pub fn default_route(facts: &Facts) -> Finding {
         Status::Warn,
         false,
         format!(
-            "the default route goes through {}: such a device is never handed to a pod, \
-             and changing the PF's VF count resets its link on most drivers",
+            "the default route goes through {}: handing it to a pod, or changing the PF's \
+             VF count (which resets the PF's link on most drivers), cuts the node off",
             carrying.join(", ")
         ),
     )
