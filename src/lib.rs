@@ -4,6 +4,8 @@
 //! (`inventory`); the binary in `main.rs` dispatches CLI commands in `cli`.
 
 pub mod cli;
+pub mod doctor;
+pub mod install;
 pub mod inventory;
 pub mod pci;
 pub mod procfs;

@@ -2,6 +2,8 @@
 //! Only `main` touches the process environment; commands get their inputs
 //! as arguments and write to the writer they are given.
 
+mod doctor;
+mod install_cni;
 mod list;
 
 use std::path::PathBuf;
@@ -42,6 +44,11 @@ pub enum LogFormat {
 pub enum Command {
     /// List SR-IOV PFs and their VFs.
     List(list::ListArgs),
+    /// Check whether this node can run fastpath, and how to fix it.
+    #[command(long_about = doctor::LONG_ABOUT)]
+    Doctor(doctor::DoctorArgs),
+    /// Install this binary into the CNI bin dir atomically (init container).
+    InstallCni(install_cni::InstallCniArgs),
 }
 
 /// Sets up `tracing` on stderr; `RUST_LOG` (default `info`) filters.
@@ -63,5 +70,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     match cli.command {
         Command::List(args) => list::run(&sysfs, &args, &mut stdout),
+        Command::Doctor(args) => doctor::run(&sysfs, &args, &mut stdout),
+        Command::InstallCni(args) => install_cni::run(&args, &mut stdout),
     }
 }
