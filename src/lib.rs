@@ -7,5 +7,6 @@ pub mod cli;
 pub mod inventory;
 pub mod pci;
 pub mod procfs;
+pub mod provision;
 pub mod sysfs;
 pub mod vfrange;
