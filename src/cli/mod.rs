@@ -3,6 +3,7 @@
 //! as arguments and write to the writer they are given.
 
 mod list;
+mod provision;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +43,10 @@ pub enum LogFormat {
 pub enum Command {
     /// List SR-IOV PFs and their VFs.
     List(list::ListArgs),
+    /// Show what `apply` would change for a node policy, changing nothing.
+    Plan(provision::ProvisionArgs),
+    /// Create VFs and bind drivers as a node policy says.
+    Apply(provision::ProvisionArgs),
 }
 
 /// Sets up `tracing` on stderr; `RUST_LOG` (default `info`) filters.
@@ -63,5 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     match cli.command {
         Command::List(args) => list::run(&sysfs, &args, &mut stdout),
+        Command::Plan(args) => provision::plan(&sysfs, &args, &mut stdout),
+        Command::Apply(args) => provision::apply(&sysfs, &args, &mut stdout),
     }
 }

@@ -170,14 +170,14 @@ pub fn reconcile(
         sysfs,
         timeout: opts.wait_timeout,
     };
-    let journal = Journal::open(&opts.state_dir)?;
+    let journal = Journal::open(&opts.state_dir);
     if let Some(rec) = journal.read()? {
         report.recovered = Some(recover(&exec, &journal, rec, held, &mut report)?);
     }
     loop {
         let t = Instant::now();
         let inv = inventory::scan(sysfs).map_err(ApplyError::Scan)?;
-        let facts = facts::gather(sysfs, procfs, &inv, opts.node_ip)?;
+        let facts = facts::gather(sysfs, procfs, &inv, opts.node_ip, policy.pins_macs())?;
         report.scan += t.elapsed();
         let t = Instant::now();
         let p = plan(&inv, policy, held, &facts)?;
@@ -197,7 +197,19 @@ pub fn reconcile(
             let t = Instant::now();
             journal.record(&Record::new(step.clone(), index, of))?;
             report.journal += t.elapsed();
-            run_step(&exec, &step, &mut report)?;
+            if let Err(e) = run_step(&exec, &step, &mut report) {
+                // An undone step leaves nothing to recover.
+                if matches!(
+                    e,
+                    ApplyError::Step {
+                        undo_error: None,
+                        ..
+                    }
+                ) {
+                    journal.clear()?;
+                }
+                return Err(e);
+            }
         }
         let t = Instant::now();
         journal.clear()?;
@@ -451,3 +463,7 @@ fn modprobe(module: &str, params: &[String]) -> Result<(), ActionError> {
         Err(err(status.to_string()))
     }
 }
+
+#[cfg(test)]
+#[path = "apply_tests.rs"]
+mod tests;

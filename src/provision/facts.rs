@@ -61,11 +61,13 @@ pub enum FactsError {
 
 /// Reads the host facts. `node_ip` is the node's primary address (the
 /// kubelet's node IP); interfaces carrying it must not be reconfigured.
+/// VF admin MACs are read (netlink) only when `admin_macs` is set.
 pub fn gather(
     sysfs: &Sysfs,
     procfs: &Procfs,
     inv: &Inventory,
     node_ip: Option<IpAddr>,
+    admin_macs: bool,
 ) -> Result<HostFacts, FactsError> {
     let pf_netdevs: BTreeSet<&str> = inv
         .pfs
@@ -86,7 +88,7 @@ pub fn gather(
         .filter(|a| inv.pf(*a).is_none() && !vf_addrs.contains(a))
         .collect();
     let mut vf_admin_macs = BTreeMap::new();
-    for pf in &inv.pfs {
+    for pf in inv.pfs.iter().filter(|_| admin_macs) {
         let Some(nd) = pf.netdev.as_ref().filter(|_| !pf.vfs.is_empty()) else {
             continue;
         };

@@ -81,15 +81,12 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Jou
 }
 
 impl Journal {
-    /// Opens (creating, 0700) `<state_dir>/provision`.
-    pub fn open(state_dir: &Path) -> Result<Self, JournalError> {
-        let dir = state_dir.join("provision");
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(io_err("creating", &dir))?;
-        Ok(Self { dir })
+    /// The journal under `<state_dir>/provision` (created, 0700, on the
+    /// first record; reading never creates anything).
+    pub fn open(state_dir: &Path) -> Self {
+        Self {
+            dir: state_dir.join("provision"),
+        }
     }
 
     /// The journal file's path.
@@ -120,6 +117,11 @@ impl Journal {
 
     /// Durably records `rec` as the step reached.
     pub fn record(&self, rec: &Record) -> Result<(), JournalError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(io_err("creating", &self.dir))?;
         let tmp = self.dir.join(TMP);
         let path = self.path();
         let body = serde_json::to_vec_pretty(rec).map_err(|e| JournalError::Corrupt {
@@ -166,7 +168,7 @@ mod tests {
     #[test]
     fn records_survive_and_are_private() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path()).unwrap();
+        let j = Journal::open(dir.path());
         assert_eq!(j.read().unwrap(), None);
         let step = Step {
             summary: "PF 0000:05:00.0 numVfs 0 -> 4".into(),
@@ -178,10 +180,7 @@ mod tests {
         };
         let rec = Record::new(step, 0, 1);
         j.record(&rec).unwrap();
-        assert_eq!(
-            Journal::open(dir.path()).unwrap().read().unwrap(),
-            Some(rec)
-        );
+        assert_eq!(Journal::open(dir.path()).read().unwrap(), Some(rec));
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&j.path()), 0o600);
         assert_eq!(mode(&dir.path().join("provision")), 0o700);
@@ -194,7 +193,8 @@ mod tests {
     #[test]
     fn garbage_is_reported_not_trusted() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path()).unwrap();
+        let j = Journal::open(dir.path());
+        fs::create_dir_all(dir.path().join("provision")).unwrap();
         fs::write(j.path(), "{not json").unwrap();
         assert!(matches!(j.read(), Err(JournalError::Corrupt { .. })));
     }

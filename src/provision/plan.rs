@@ -354,7 +354,10 @@ fn plan_pf(pf: &Pf, t: &PfTarget, held: &BTreeSet<PciAddress>, facts: &HostFacts
                 actions,
                 undo,
             });
-            for (index, v) in &t.vfs {
+            let defaults = |v: &&VfTarget| {
+                v.device_type == DeviceType::Netdevice && v.mtu.is_none() && v.mac.is_none()
+            };
+            for (index, v) in t.vfs.iter().filter(|(_, v)| !defaults(v)) {
                 out.deferred.push(format!(
                     "VF {index} of {addr}: {} once created",
                     describe_target(v)

@@ -251,6 +251,11 @@ impl PolicyEntry {
 }
 
 impl Policy {
+    /// True when some entry pins VF admin MACs.
+    pub fn pins_macs(&self) -> bool {
+        self.policies.iter().any(|e| !e.macs.is_empty())
+    }
+
     /// Reads and checks a policy file.
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
         let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
