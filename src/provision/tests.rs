@@ -547,3 +547,29 @@ fn every_step_knows_how_to_undo_itself() {
         ]
     );
 }
+
+#[test]
+fn the_documented_examples_parse_and_plan_on_the_example_host() {
+    let dir = tempfile::tempdir().unwrap();
+    sysfs_fixture::presets::write_example_host(dir.path()).unwrap();
+    let inv = inventory::scan(&Sysfs::new(dir.path())).unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/policy");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let path = entry.unwrap().path();
+        if !matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "json")
+        ) {
+            continue;
+        }
+        let p = Policy::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        plan(&inv, &p, &BTreeSet::new(), &facts())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        seen += 1;
+    }
+    assert_eq!(seen, 5);
+    let yaml = Policy::load(&examples.join("split-ranges.yaml")).unwrap();
+    let json = Policy::load(&examples.join("split-ranges.json")).unwrap();
+    assert_eq!(yaml, json);
+}
