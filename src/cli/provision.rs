@@ -190,3 +190,83 @@ fn write_report(r: &ApplyReport, out: &mut dyn Write) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every regular file under `dir` with its content, and every link.
+    fn snapshot(dir: &Path) -> Vec<(PathBuf, String)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                let meta = std::fs::symlink_metadata(&p).unwrap();
+                if meta.is_symlink() {
+                    let t = std::fs::read_link(&p).unwrap();
+                    out.push((p, t.display().to_string()));
+                } else if meta.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push((p.clone(), std::fs::read_to_string(&p).unwrap()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn setup(policy: &str) -> (tempfile::TempDir, Sysfs, ProvisionArgs) {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = sysfs_fixture::FakeSysfs::new(dir.path().join("sys")).unwrap();
+        fs.add_pf(
+            &sysfs_fixture::presets::igb("0000:05:00.0", "enp5s0", "0000:05:10.0", 0)
+                .iommu_groups(10),
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("proc/net")).unwrap();
+        std::fs::write(dir.path().join("proc/net/route"), "Iface\n").unwrap();
+        std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
+        let args = ProvisionArgs {
+            policy: dir.path().join("policy.yaml"),
+            json: false,
+            state_dir: dir.path().join("state"),
+            node_ip: None,
+            proc_root: dir.path().join("proc"),
+            wait_timeout: 1,
+        };
+        let sysfs = Sysfs::new(dir.path().join("sys"));
+        (dir, sysfs, args)
+    }
+
+    #[test]
+    fn plan_prints_the_changes_and_touches_nothing() {
+        let (dir, sysfs, args) = setup("policies: [{pfNames: [enp5s0], numVfs: 4}]");
+        let before = snapshot(dir.path());
+        let mut out = Vec::new();
+        plan(&sysfs, &args, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "1. PF 0000:05:00.0 numVfs 0 -> 4
+     write 4 to 0000:05:00.0/sriov_numvfs
+     wait for 4 VFs of 0000:05:00.0
+"
+        );
+        assert_eq!(snapshot(dir.path()), before);
+    }
+
+    #[test]
+    fn a_bad_policy_is_refused_before_anything_is_written() {
+        let (dir, sysfs, args) = setup("policies: [{pfNames: [enp5s0], numVfs: 9}]");
+        let before = snapshot(dir.path());
+        let e = apply(&sysfs, &args, &mut Vec::new()).unwrap_err();
+        assert!(
+            format!("{e:#}")
+                .ends_with("policies[0].numVfs: 9 exceeds sriov_totalvfs 7 of 0000:05:00.0"),
+            "{e:#}"
+        );
+        assert_eq!(snapshot(dir.path()), before);
+    }
+}
