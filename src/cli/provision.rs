@@ -261,12 +261,12 @@ mod tests {
     fn a_bad_policy_is_refused_before_anything_is_written() {
         let (dir, sysfs, args) = setup("policies: [{pfNames: [enp5s0], numVfs: 9}]");
         let before = snapshot(dir.path());
-        let e = apply(&sysfs, &args, &mut Vec::new()).unwrap_err();
+        let e = format!("{:#}", apply(&sysfs, &args, &mut Vec::new()).unwrap_err());
         assert!(
-            format!("{e:#}")
-                .ends_with("policies[0].numVfs: 9 exceeds sriov_totalvfs 7 of 0000:05:00.0"),
-            "{e:#}"
+            e.ends_with(": policies[0].numVfs: 9 exceeds sriov_totalvfs 7 of 0000:05:00.0"),
+            "{e}"
         );
+        assert_eq!(e.matches("exceeds").count(), 1, "said once: {e}");
         assert_eq!(snapshot(dir.path()), before);
     }
 }

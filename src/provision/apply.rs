@@ -63,21 +63,21 @@ pub enum ApplyError {
     #[error("scanning sysfs: {0}")]
     Scan(SysfsError),
     /// Host facts could not be read.
-    #[error("reading host facts: {0}")]
+    #[error(transparent)]
     Facts(#[from] FactsError),
     /// The policy cannot be applied to this node; nothing was changed.
-    #[error("{0}")]
+    #[error(transparent)]
     Plan(#[from] PlanErrors),
     /// The journal could not be used.
     #[error(transparent)]
     Journal(#[from] JournalError),
     /// A step failed; its undo ran (and may itself have failed).
-    #[error("step {step:?}: {source}{}", undo_note(.undo_error))]
+    #[error("step {step:?}: {failure}{}", undo_note(.undo_error))]
     Step {
         /// The step's summary.
         step: String,
         /// What failed.
-        source: Box<ActionError>,
+        failure: Box<ActionError>,
         /// The undo's failure, if it failed too.
         undo_error: Option<String>,
     },
@@ -239,7 +239,7 @@ fn run_step(exec: &Executor, step: &Step, report: &mut ApplyReport) -> Result<()
                 .map(|e| e.to_string());
             return Err(ApplyError::Step {
                 step: step.summary.clone(),
-                source: Box::new(source),
+                failure: Box::new(source),
                 undo_error,
             });
         }
@@ -271,10 +271,10 @@ fn recover(
         match run_step(exec, &step, report) {
             Ok(()) => format!("finished interrupted step {:?}", step.summary),
             Err(ApplyError::Step {
-                source,
+                failure,
                 undo_error: None,
                 ..
-            }) => format!("rolled back interrupted step {:?}: {source}", step.summary),
+            }) => format!("rolled back interrupted step {:?}: {failure}", step.summary),
             Err(e) => return Err(e),
         }
     };

@@ -21,14 +21,14 @@ const VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     /// A file or directory operation failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {error}")]
     Io {
         /// What was being done.
         op: &'static str,
         /// The path.
         path: PathBuf,
         /// The underlying error.
-        source: io::Error,
+        error: io::Error,
     },
     /// The journal holds something this version cannot read.
     #[error("{path}: unreadable journal: {reason}")]
@@ -73,10 +73,10 @@ pub struct Journal {
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> JournalError + 'a {
-    move |source| JournalError::Io {
+    move |error| JournalError::Io {
         op,
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 

@@ -20,22 +20,22 @@ pub enum VfMacError {
         pf: String,
     },
     /// Listing the PF's VF info failed.
-    #[error("reading VF info of {pf}: {source}")]
+    #[error("reading VF info of {pf}: {error}")]
     Get {
         /// PF netdev name.
         pf: String,
         /// The netlink error.
-        source: rtnetlink::Error,
+        error: rtnetlink::Error,
     },
     /// Setting a VF's MAC failed.
-    #[error("setting admin MAC of VF {vf} on {pf}: {source}")]
+    #[error("setting admin MAC of VF {vf} on {pf}: {error}")]
     Set {
         /// PF netdev name.
         pf: String,
         /// VF index.
         vf: u32,
         /// The netlink error.
-        source: rtnetlink::Error,
+        error: rtnetlink::Error,
     },
 }
 
@@ -67,9 +67,9 @@ pub fn admin_macs(pf: &str) -> Result<Vec<(u32, [u8; 6])>, VfMacError> {
             .try_next()
             .await
     })?
-    .map_err(|source| VfMacError::Get {
+    .map_err(|error| VfMacError::Get {
         pf: pf.to_string(),
-        source,
+        error,
     })?
     .ok_or_else(|| VfMacError::NoPf { pf: pf.to_string() })?;
     let mut out = Vec::new();
@@ -101,9 +101,9 @@ pub fn set_admin_mac(pf: &str, vf: u32, mac: [u8; 6]) -> Result<(), VfMacError> 
             .build();
         h.link().set(msg).execute().await
     })?
-    .map_err(|source| VfMacError::Set {
+    .map_err(|error| VfMacError::Set {
         pf: pf.to_string(),
         vf,
-        source,
+        error,
     })
 }
