@@ -72,18 +72,18 @@ pub fn plan(sysfs: &Sysfs, args: &ProvisionArgs, out: &mut dyn Write) -> anyhow:
         .with_context(|| format!("policy {}", args.policy.display()))?;
     if args.json {
         let v = serde_json::json!({
-            "interrupted": interrupted.map(|r| r.step),
+            "interrupted": interrupted.as_ref().and_then(|r| r.step()),
             "plan": p,
         });
         serde_json::to_writer_pretty(&mut *out, &v)?;
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    if let Some(r) = interrupted {
+    if let Some(step) = interrupted.as_ref().and_then(|r| r.step()) {
         writeln!(
             out,
             "an interrupted apply stopped in step {:?}; apply finishes it first",
-            r.step.summary
+            step.summary
         )?;
     }
     write_plan(&p, out)?;

@@ -12,7 +12,7 @@ use serde::{Serialize, Serializer};
 
 use super::facts::{self, FactsError};
 use super::journal::{Journal, JournalError, Record};
-use super::plan::{Action, Held, PlanErrors, Step, VFIO_PCI, plan};
+use super::plan::{ANY_DRIVER, Action, Held, PlanErrors, Step, VFIO_PCI, plan};
 use super::policy::{MacAddr, Policy};
 use super::{ReconcileOptions, vf_mac};
 use crate::inventory;
@@ -192,12 +192,18 @@ pub fn reconcile(
             return Err(ApplyError::NotConverged(report.rounds, left.join("; ")));
         }
         report.rounds += 1;
-        let of = p.steps.len();
-        for (index, step) in p.steps.into_iter().enumerate() {
-            let t = Instant::now();
-            journal.record(&Record::new(step.clone(), index, of))?;
-            report.journal += t.elapsed();
-            if let Err(e) = run_step(&exec, &step, &mut report) {
+        let mut rec = Record::new(p.steps);
+        let t = Instant::now();
+        journal.begin(&rec)?;
+        report.journal += t.elapsed();
+        for index in 0..rec.steps.len() {
+            if index > 0 {
+                let t = Instant::now();
+                rec.reached = index;
+                journal.advance(&rec)?;
+                report.journal += t.elapsed();
+            }
+            if let Err(e) = run_step(&exec, &rec.steps[index], &mut report) {
                 // An undone step leaves nothing to recover.
                 if matches!(
                     e,
@@ -257,11 +263,19 @@ fn recover(
     held: &BTreeSet<PciAddress>,
     report: &mut ApplyReport,
 ) -> Result<String, ApplyError> {
-    let step = rec.step;
+    let Some(step) = rec.step().cloned() else {
+        journal.clear()?;
+        return Ok(format!(
+            "dropped a journal naming step {} of {}",
+            rec.reached,
+            rec.steps.len()
+        ));
+    };
     let touches_held = step
         .actions
         .iter()
         .any(|a| action_vf(a).is_some_and(|v| held.contains(&v)));
+    let step = without_done_count_writes(exec.sysfs, step);
     let outcome = if touches_held {
         format!(
             "left interrupted step {:?}: a pod holds its VF",
@@ -281,6 +295,22 @@ fn recover(
     tracing::warn!("{outcome}");
     journal.clear()?;
     Ok(outcome)
+}
+
+/// A count step whose final count is already in place keeps only its
+/// wait: writing 0 again would destroy VFs a pod may have been given since.
+fn without_done_count_writes(sysfs: &Sysfs, mut step: Step) -> Step {
+    let last = step.actions.iter().rev().find_map(|a| match a {
+        Action::SetNumVfs { pf, count } => Some((*pf, *count)),
+        _ => None,
+    });
+    if let Some((pf, count)) = last
+        && sysfs.pci_device(pf).sriov_numvfs().ok() == Some(count)
+    {
+        step.actions
+            .retain(|a| !matches!(a, Action::SetNumVfs { .. }));
+    }
+    step
 }
 
 fn action_vf(a: &Action) -> Option<PciAddress> {
@@ -364,10 +394,14 @@ impl Executor<'_> {
                     vf_mac::set_admin_mac(pf_ifname, *index, mac.0)
                 })?)
             }
-            Action::Unbind { vf, .. } => {
+            Action::Unbind { vf, driver } => {
                 let dev = s.pci_device(*vf);
-                if dev.driver()?.is_none() {
-                    return Ok(());
+                // Done already, or (recovery) the VF has moved on to
+                // another driver since the step was planned.
+                match dev.driver()? {
+                    None => return Ok(()),
+                    Some(d) if driver != ANY_DRIVER && d != *driver => return Ok(()),
+                    Some(_) => {}
                 }
                 Ok(Self::k(kernel, || dev.unbind())?)
             }

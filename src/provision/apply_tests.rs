@@ -110,9 +110,25 @@ fn recovery_finishes_an_interrupted_rebind() {
         ],
         undo: vec![],
     };
+    // The round's first step was done; the second was reached. Were the
+    // first re-run, it would unbind VF 1 from igbvf.
+    let done = Step {
+        summary: "VF 0000:05:10.1 (from igbvf) to its kernel driver".into(),
+        actions: vec![Action::Unbind {
+            vf: vf("0000:05:10.1"),
+            driver: "igbvf".into(),
+        }],
+        undo: vec![],
+    };
     let journal = Journal::open(&n.opts.state_dir);
-    journal.record(&Record::new(step, 0, 1)).unwrap();
+    let mut rec = Record::new(vec![done, step]);
+    journal.begin(&rec).unwrap();
+    rec.reached = 1;
+    journal.advance(&rec).unwrap();
     let r = run(&n, VF0_VFIO).unwrap();
+    // The step reached was finished, not the one before it.
+    let igbvf_unbind = n.sysfs.root().join("bus/pci/drivers/igbvf/unbind");
+    assert_eq!(fs::read_to_string(igbvf_unbind).unwrap(), "");
     assert!(
         r.recovered
             .as_deref()
@@ -146,7 +162,7 @@ fn recovery_rolls_back_a_step_it_cannot_finish() {
         ],
     };
     let journal = Journal::open(&n.opts.state_dir);
-    journal.record(&Record::new(step, 0, 1)).unwrap();
+    journal.begin(&Record::new(vec![step])).unwrap();
     let r = run(&n, VF0_VFIO).unwrap();
     let rec = r.recovered.unwrap();
     assert!(rec.starts_with("rolled back interrupted step"), "{rec}");
@@ -197,4 +213,28 @@ fn a_kernel_that_ignores_writes_is_reported_not_looped_on() {
         e.contains("VF 0000:05:10.2 (from vfio-pci) to its kernel driver"),
         "{e}"
     );
+}
+
+#[test]
+fn recovery_does_not_redo_a_finished_count_change() {
+    // Killed after `sriov_numvfs` reached 3 but before the journal moved
+    // on: finishing the step must not write 0 again (and destroy VFs).
+    let n = node(0..1);
+    let pf = vf("0000:05:00.0");
+    let step = Step {
+        summary: "PF 0000:05:00.0 numVfs 1 -> 3".into(),
+        actions: vec![
+            Action::SetNumVfs { pf, count: 0 },
+            Action::SetNumVfs { pf, count: 3 },
+            Action::WaitVfs { pf, count: 3 },
+        ],
+        undo: vec![],
+    };
+    let journal = Journal::open(&n.opts.state_dir);
+    journal.begin(&Record::new(vec![step])).unwrap();
+    let r = run(&n, VF0_VFIO).unwrap();
+    assert!(r.recovered.unwrap().starts_with("finished"));
+    let writes: Vec<String> = r.actions.iter().map(|a| a.action.to_string()).collect();
+    assert_eq!(writes, ["wait for 3 VFs of 0000:05:00.0"]);
+    assert_eq!(n.sysfs.pci_device(pf).sriov_numvfs().unwrap(), 3);
 }

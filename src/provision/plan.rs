@@ -21,6 +21,9 @@ use crate::pci::PciAddress;
 /// The driver VFs are bound to for `vfio-pci`.
 pub const VFIO_PCI: &str = "vfio-pci";
 
+/// `Unbind` from whatever driver the VF has (in undo steps).
+pub const ANY_DRIVER: &str = "(any)";
+
 /// Drivers that leave a VF without a host netdev (userspace I/O).
 const USERSPACE_DRIVERS: [&str; 3] = [VFIO_PCI, "uio_pci_generic", "igb_uio"];
 
@@ -512,7 +515,7 @@ fn plan_vf(pf: &Pf, vf: &Vf, v: &VfTarget, facts: &HostFacts, out: &mut Plan) ->
 fn rebind_undo(vf: PciAddress, driver: Option<&str>) -> Vec<Action> {
     let mut undo = vec![Action::Unbind {
         vf,
-        driver: "(any)".into(),
+        driver: ANY_DRIVER.into(),
     }];
     if let Some(d) = driver {
         undo.extend([
