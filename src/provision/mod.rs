@@ -1,10 +1,13 @@
 //! Provisioning: VFs created and bound live from a node policy. The policy
-//! is parsed ([`policy`]), resolved against the inventory and planned by
-//! pure functions ([`desired`], [`plan`]), then applied through sysfs with
-//! a durable journal ([`apply`], [`journal`]).
+//! is parsed ([`policy`]), resolved against the inventory and planned into
+//! [`action`]s by pure functions ([`desired`], [`plan`]) over the inventory
+//! and [`facts`], then applied ([`apply`]: rounds, recovery, timings; the
+//! private `execute`: one action at a time) with a [`journal`].
 
+pub mod action;
 pub mod apply;
 pub mod desired;
+mod execute;
 pub mod facts;
 pub mod journal;
 pub mod plan;
