@@ -9,5 +9,6 @@ pub mod install;
 pub mod inventory;
 pub mod pci;
 pub mod procfs;
+pub mod provision;
 pub mod sysfs;
 pub mod vfrange;

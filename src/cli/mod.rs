@@ -5,6 +5,7 @@
 mod doctor;
 mod install_cni;
 mod list;
+mod provision;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +50,10 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
     /// Install this binary into the CNI bin dir atomically (init container).
     InstallCni(install_cni::InstallCniArgs),
+    /// Show what `apply` would change for a node policy, changing nothing.
+    Plan(provision::ProvisionArgs),
+    /// Create VFs and bind drivers as a node policy says.
+    Apply(provision::ProvisionArgs),
 }
 
 /// Sets up `tracing` on stderr; `RUST_LOG` (default `info`) filters.
@@ -72,5 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::List(args) => list::run(&sysfs, &args, &mut stdout),
         Command::Doctor(args) => doctor::run(&sysfs, &args, &mut stdout),
         Command::InstallCni(args) => install_cni::run(&args, &mut stdout),
+        Command::Plan(args) => provision::plan(&sysfs, &args, &mut stdout),
+        Command::Apply(args) => provision::apply(&sysfs, &args, &mut stdout),
     }
 }

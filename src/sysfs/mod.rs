@@ -5,6 +5,7 @@
 //! Paths are only ever formed from a [`PciAddress`], a validated interface
 //! name, and attribute names that are constants of this module.
 
+mod driver;
 mod net;
 mod pci;
 
@@ -12,6 +13,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub use driver::{PciDriver, valid_driver_name};
 pub use net::{ARPHRD_ETHER, ARPHRD_INFINIBAND, LinkType, NetDev, valid_ifname};
 pub use pci::PciDevice;
 
@@ -52,6 +54,9 @@ pub enum SysfsError {
     /// An interface name that must not be joined into a path.
     #[error("invalid interface name {0:?}")]
     IfName(String),
+    /// A driver name that must not be joined into a path.
+    #[error("invalid driver name {0:?}")]
+    DriverName(String),
 }
 
 impl SysfsError {
@@ -133,6 +138,24 @@ impl Sysfs {
             ifname,
             self.root.join("class/net").join(ifname),
         ))
+    }
+
+    /// Every netdev name under `class/net` that is a valid interface name.
+    pub fn class_net_names(&self) -> Result<Vec<String>> {
+        let mut names = read_dir_names(&self.root.join("class/net"))?;
+        names.retain(|n| valid_ifname(n));
+        names.sort();
+        Ok(names)
+    }
+
+    /// The PCI function behind netdev `ifname` (`device` link); `None`
+    /// for virtual interfaces.
+    pub fn class_net_device(&self, ifname: &str) -> Result<Option<PciAddress>> {
+        let nd = self.class_net(ifname)?;
+        match pci::optional(link_basename(&nd.dir().join("device")))? {
+            Some(name) => Ok(name.parse().ok()),
+            None => Ok(None),
+        }
     }
 
     /// `<root>/bus/pci/drivers/<driver>`; `None` for names that are not a
