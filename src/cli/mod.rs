@@ -2,8 +2,9 @@
 //! Only `main` touches the process environment; commands get their inputs
 //! as arguments and write to the writer they are given.
 
-mod list;
+pub mod list;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -57,11 +58,31 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
-/// Runs a parsed command line, writing its output to stdout.
+/// Runs a parsed command line, writing its output to stdout. A reader that
+/// goes away early (`fastpath list | head`) is not an error.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let sysfs = Sysfs::new(cli.sysfs_root);
     let mut stdout = std::io::stdout().lock();
-    match cli.command {
-        Command::List(args) => list::run(&sysfs, &args, &mut stdout),
+    match run_to(cli, &mut stdout) {
+        Err(e) if is_broken_pipe(&e) => Ok(ExitCode::SUCCESS),
+        other => other,
     }
+}
+
+/// Runs a parsed command line, writing its output to `out` (tests pass a
+/// `Vec<u8>`; `main` passes stdout through [`run`]).
+pub fn run_to(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let sysfs = Sysfs::new(cli.sysfs_root);
+    match cli.command {
+        Command::List(args) => list::run(&sysfs, &args, out),
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(|j| j.io_error_kind())
+                .is_some_and(|k| k == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -4,6 +4,8 @@
 
 mod render;
 
+use std::collections::HashSet;
+
 use serde::Serialize;
 
 pub use render::render_table;
@@ -162,7 +164,14 @@ fn first_netdev(dev: &PciDevice) -> Option<Netdev> {
 /// unreadable `bus/pci/devices` is an error.
 pub fn scan(sysfs: &Sysfs) -> Result<Inventory, SysfsError> {
     let mut pfs = Vec::new();
+    // VFs already reached through their PF's virtfn links. A VF's routing
+    // id is its PF's plus a non-zero offset, so in address order the PF
+    // comes first and its VFs are skipped here without touching sysfs.
+    let mut seen_vfs = HashSet::new();
     for addr in sysfs.pci_addresses()? {
+        if seen_vfs.contains(&addr) {
+            continue;
+        }
         let dev = sysfs.pci_device(addr);
         // A function is a PF when it has sriov_totalvfs; a VF never has it.
         let total_vfs = match dev.sriov_totalvfs() {
@@ -173,26 +182,21 @@ pub fn scan(sysfs: &Sysfs) -> Result<Inventory, SysfsError> {
                 continue;
             }
         };
-        pfs.push(scan_pf(sysfs, dev, total_vfs));
+        let pf = scan_pf(dev, total_vfs);
+        seen_vfs.extend(pf.vfs.iter().map(|v| v.pci_address));
+        pfs.push(pf);
     }
     Ok(Inventory { pfs })
 }
 
-fn scan_pf(sysfs: &Sysfs, dev: PciDevice, total_vfs: u32) -> Pf {
+fn scan_pf(dev: PciDevice, total_vfs: u32) -> Pf {
     let addr = dev.addr();
     let netdev = first_netdev(&dev);
     let pf_link = netdev.as_ref().and_then(|n| n.link_type);
-    let vfs = known("VF list", addr, dev.virtfns())
+    let vfs = known("VF list", addr, dev.virtfn_devices())
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|(index, vf_addr)| {
-            let vf = sysfs.sibling_device(&dev, vf_addr);
-            if !vf.exists() {
-                tracing::warn!(pci = %vf_addr, pf = %addr, "VF vanished during scan");
-                return None;
-            }
-            Some(scan_vf(&vf, index, addr, pf_link))
-        })
+        .filter_map(|(index, vf)| scan_vf(&vf, index, addr, pf_link))
         .collect();
     Pf {
         pci_address: addr,
@@ -206,18 +210,28 @@ fn scan_pf(sysfs: &Sysfs, dev: PciDevice, total_vfs: u32) -> Pf {
     }
 }
 
-fn scan_vf(dev: &PciDevice, index: u32, pf: PciAddress, pf_link: Option<LinkType>) -> Vf {
+/// One VF, or `None` when its directory is gone (VFs destroyed mid-scan, or
+/// a dangling `virtfnN` link). Existence is only checked when the first
+/// read fails, so a healthy VF costs no extra system call.
+fn scan_vf(dev: &PciDevice, index: u32, pf: PciAddress, pf_link: Option<LinkType>) -> Option<Vf> {
     let addr = dev.addr();
+    let vendor = dev.vendor();
+    if vendor.is_err() && !dev.exists() {
+        tracing::warn!(pci = %addr, %pf, index, "skipping VF: its directory vanished during the scan");
+        return None;
+    }
+    let ids = known("vendor", addr, vendor)
+        .and_then(|v| known("device", addr, dev.device_id()).map(|d| Ids::new(v, d)));
     let netdev = first_netdev(dev);
-    Vf {
+    Some(Vf {
         index,
         pci_address: addr,
         pf,
-        ids: ids(dev),
+        ids,
         driver: known("driver", addr, dev.driver()).flatten(),
         link_type: netdev.as_ref().and_then(|n| n.link_type).or(pf_link),
         netdev,
         numa_node: known("numa_node", addr, dev.numa_node()).flatten(),
         iommu_group: known("iommu_group", addr, dev.iommu_group()).flatten(),
-    }
+    })
 }

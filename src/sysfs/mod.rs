@@ -106,10 +106,12 @@ impl Sysfs {
     /// the symlink again.
     pub fn pci_device(&self, addr: PciAddress) -> PciDevice {
         let link = self.pci_devices_dir().join(addr.to_string());
-        let dir = match fs::read_link(&link) {
-            Ok(target) => lexical_join(link.parent().unwrap_or(&self.root), &target),
-            Err(_) => link,
-        };
+        // A missing or absolute link falls back to the link path itself: the
+        // kernel then resolves it (and a missing device reads as not found).
+        let dir = fs::read_link(&link)
+            .ok()
+            .and_then(|target| lexical_join(&self.pci_devices_dir(), &target))
+            .unwrap_or(link);
         PciDevice::new(addr, dir)
     }
 
@@ -149,31 +151,53 @@ pub(crate) fn valid_component(s: &str) -> bool {
 
 /// Joins a relative symlink target to the directory holding the link,
 /// folding `..` lexically (sysfs links never point through other links
-/// that would make this differ from the kernel's resolution).
-pub(crate) fn lexical_join(base: &Path, target: &Path) -> PathBuf {
+/// that would make this differ from the kernel's resolution). `None` for
+/// an absolute target or one that climbs above `base`'s filesystem root:
+/// the kernel never makes those, and following them lexically could leave
+/// the configured sysfs root.
+pub(crate) fn lexical_join(base: &Path, target: &Path) -> Option<PathBuf> {
     let mut out = base.to_path_buf();
     for comp in target.components() {
         match comp {
             std::path::Component::ParentDir => {
-                out.pop();
+                if !out.pop() {
+                    return None;
+                }
             }
             std::path::Component::CurDir => {}
-            std::path::Component::RootDir => out = PathBuf::from("/"),
-            other => out.push(other.as_os_str()),
+            std::path::Component::Normal(c) => out.push(c),
+            std::path::Component::RootDir | std::path::Component::Prefix(_) => return None,
         }
     }
-    out
+    Some(out)
 }
 
+/// The most a sysfs attribute can hold (one page); longer content in a fake
+/// tree is cut here rather than read without bound.
+const ATTR_MAX: usize = 4096;
+
 /// Reads a whole attribute file, trimmed of the kernel's trailing newline.
+/// Content that is not UTF-8 is an error naming the file. One open and
+/// reads into a stack buffer: the scan reads thousands of these.
 pub(crate) fn read_trimmed(path: &Path) -> Result<String> {
-    match fs::read_to_string(path) {
-        Ok(s) => Ok(s.trim_end_matches(['\n', '\0', ' ']).to_string()),
-        Err(source) => Err(SysfsError::Read {
-            path: path.to_path_buf(),
-            source,
-        }),
+    let err = |source| SysfsError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = fs::File::open(path).map_err(err)?;
+    let mut buf = [0u8; ATTR_MAX];
+    let mut len = 0;
+    while len < buf.len() {
+        match io::Read::read(&mut file, &mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(err(e)),
+        }
     }
+    let s = std::str::from_utf8(&buf[..len])
+        .map_err(|e| err(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+    Ok(s.trim_end_matches(['\n', '\0', ' ']).to_string())
 }
 
 /// Reads an attribute and parses it, naming the file on bad content.
@@ -239,7 +263,40 @@ mod tests {
             Path::new("/sys/bus/pci/devices"),
             Path::new("../../../devices/pci0000:00/0000:00:02.0"),
         );
-        assert_eq!(p, Path::new("/sys/devices/pci0000:00/0000:00:02.0"));
+        assert_eq!(
+            p.as_deref(),
+            Some(Path::new("/sys/devices/pci0000:00/0000:00:02.0"))
+        );
+    }
+
+    #[test]
+    fn lexical_join_refuses_absolute_and_escaping_targets() {
+        let base = Path::new("/sys/bus");
+        assert_eq!(lexical_join(base, Path::new("/etc")), None);
+        assert_eq!(lexical_join(base, Path::new("../../../../etc")), None);
+        assert_eq!(
+            lexical_join(base, Path::new("./pci/../pci")).as_deref(),
+            Some(Path::new("/sys/bus/pci"))
+        );
+    }
+
+    #[test]
+    fn attributes_are_trimmed_bounded_and_utf8_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a");
+        fs::write(&p, "0x8086\n").unwrap();
+        assert_eq!(read_trimmed(&p).unwrap(), "0x8086");
+        fs::write(&p, "x".repeat(3 * ATTR_MAX)).unwrap();
+        assert_eq!(read_trimmed(&p).unwrap().len(), ATTR_MAX);
+        fs::write(&p, [0xff, 0xfe, b'\n']).unwrap();
+        let e = read_trimmed(&p).unwrap_err();
+        assert!(e.to_string().contains(&p.display().to_string()), "{e}");
+        assert!(read_trimmed(dir.path()).is_err());
+        assert!(
+            read_trimmed(&dir.path().join("missing"))
+                .unwrap_err()
+                .is_not_found()
+        );
     }
 
     #[test]

@@ -122,24 +122,50 @@ impl PciDevice {
     /// Every `virtfnN` link as (index, VF address), sorted by index. The
     /// directory is listed once and each link read once, so a PF with N VFs
     /// costs N readlinks. A link that vanishes mid-scan (VFs being
-    /// destroyed) is skipped with a warning.
+    /// destroyed) or does not name a PCI address is skipped with a warning.
     pub fn virtfns(&self) -> Result<Vec<(u32, PciAddress)>> {
+        Ok(self
+            .virtfn_devices()?
+            .into_iter()
+            .map(|(i, d)| (i, d.addr()))
+            .collect())
+    }
+
+    /// Every `virtfnN` link as (index, VF handle), sorted by index, each VF
+    /// directory resolved from the link target already read (no second walk
+    /// of the link). Same skipping rules as [`PciDevice::virtfns`]; a link
+    /// whose target is gone still yields a handle whose reads fail (check
+    /// [`PciDevice::exists`]).
+    pub fn virtfn_devices(&self) -> Result<Vec<(u32, PciDevice)>> {
         let mut out = Vec::new();
         for name in read_dir_names(&self.dir)? {
-            let Some(index) = name
-                .strip_prefix("virtfn")
-                .and_then(|i| i.parse::<u32>().ok())
-            else {
+            let Some(index) = virtfn_index(&name) else {
                 continue;
             };
             let path = self.dir.join(&name);
-            match link_basename(&path).map(|t| t.parse::<PciAddress>()) {
-                Ok(Ok(addr)) => out.push((index, addr)),
-                Ok(Err(e)) => tracing::warn!(path = %path.display(), "skipping VF link: {e}"),
-                Err(e) => tracing::warn!("skipping VF link: {e}"),
-            }
+            let target = match std::fs::read_link(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "skipping VF link: {e}");
+                    continue;
+                }
+            };
+            let addr = match target.file_name().and_then(|n| n.to_str()).map(str::parse) {
+                Some(Ok(addr)) => addr,
+                Some(Err(e)) => {
+                    tracing::warn!(path = %path.display(), "skipping VF link: {e}");
+                    continue;
+                }
+                None => {
+                    let target = target.display();
+                    tracing::warn!(path = %path.display(), %target, "skipping VF link: no device name");
+                    continue;
+                }
+            };
+            let dir = lexical_join(&self.dir, &target).unwrap_or(path);
+            out.push((index, PciDevice::new(addr, dir)));
         }
-        out.sort_unstable_by_key(|(i, _)| *i);
+        out.sort_unstable_by_key(|(i, d)| (*i, d.addr()));
         Ok(out)
     }
 
@@ -172,8 +198,21 @@ impl PciDevice {
             path: path.clone(),
             source,
         })?;
-        Ok(lexical_join(&self.dir, &target))
+        lexical_join(&self.dir, &target).ok_or_else(|| SysfsError::Parse {
+            path,
+            content: target.display().to_string(),
+        })
     }
+}
+
+/// `N` of a `virtfnN` entry: decimal without sign or leading zeros, as the
+/// kernel names them (`virtfn+1` or `virtfn01` are not VF links).
+fn virtfn_index(name: &str) -> Option<u32> {
+    let digits = name.strip_prefix("virtfn")?;
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'));
+    canonical.then(|| digits.parse().ok()).flatten()
 }
 
 /// Maps "file does not exist" to `None`, keeping every other error.
@@ -182,5 +221,26 @@ pub(crate) fn optional<T>(r: Result<T>) -> Result<Option<T>> {
         Ok(v) => Ok(Some(v)),
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_kernel_shaped_virtfn_names_are_vf_links() {
+        assert_eq!(virtfn_index("virtfn0"), Some(0));
+        assert_eq!(virtfn_index("virtfn127"), Some(127));
+        for bad in [
+            "virtfn",
+            "virtfn+1",
+            "virtfn01",
+            "virtfn-1",
+            "virtfnx",
+            "virtfn99999999999",
+        ] {
+            assert_eq!(virtfn_index(bad), None, "{bad}");
+        }
     }
 }
