@@ -7,6 +7,7 @@
 //! Trees are described as data ([`PfSpec`], [`VfSpec`], [`NetSpec`]) and
 //! written by [`FakeSysfs`]; [`presets`] has the NICs fastpath supports.
 
+pub mod catalog;
 pub mod presets;
 
 use std::fs;

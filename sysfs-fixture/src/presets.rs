@@ -292,14 +292,15 @@ pub fn example_host() -> Vec<PfSpec> {
     ]
 }
 
-/// Writes [`example_host`] (plus a SATA controller) under `root`.
+/// Writes [`example_host`] (plus a SATA controller) under `root`: the
+/// `two-numa` fixture of [`crate::catalog`].
 pub fn write_example_host(root: &Path) -> io::Result<FakeSysfs> {
-    let fs = FakeSysfs::new(root)?;
-    for p in example_host() {
-        fs.add_pf(&p)?;
+    crate::catalog::Fixture {
+        name: "two-numa",
+        about: "",
+        pfs: example_host(),
     }
-    add_plain_device(&fs, "0000:00:1f.2", 0x8086, 0xa182, 0x010601)?;
-    Ok(fs)
+    .write(root)
 }
 
 #[cfg(test)]
