@@ -4,7 +4,7 @@
 
 mod render;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -168,6 +168,7 @@ pub fn scan(sysfs: &Sysfs) -> Result<Inventory, SysfsError> {
     // id is its PF's plus a non-zero offset, so in address order the PF
     // comes first and its VFs are skipped here without touching sysfs.
     let mut seen_vfs = HashSet::new();
+    let mut drivers = Drivers::new(sysfs);
     for addr in sysfs.pci_addresses()? {
         if seen_vfs.contains(&addr) {
             continue;
@@ -182,26 +183,56 @@ pub fn scan(sysfs: &Sysfs) -> Result<Inventory, SysfsError> {
                 continue;
             }
         };
-        let pf = scan_pf(dev, total_vfs);
+        let pf = scan_pf(&mut drivers, dev, total_vfs);
         seen_vfs.extend(pf.vfs.iter().map(|v| v.pci_address));
         pfs.push(pf);
     }
     Ok(Inventory { pfs })
 }
 
-fn scan_pf(dev: PciDevice, total_vfs: u32) -> Pf {
+/// Which driver names are registered under `bus/pci/drivers`, checked once
+/// per name: a `driver` link naming a driver that is not there dangles (a
+/// malformed tree, or a module unloaded mid-scan) and is reported unknown.
+struct Drivers<'a> {
+    sysfs: &'a Sysfs,
+    registered: HashMap<String, bool>,
+}
+
+impl<'a> Drivers<'a> {
+    fn new(sysfs: &'a Sysfs) -> Self {
+        Self {
+            sysfs,
+            registered: HashMap::new(),
+        }
+    }
+
+    fn of(&mut self, dev: &PciDevice) -> Option<String> {
+        let name = known("driver", dev.addr(), dev.driver()).flatten()?;
+        let sysfs = self.sysfs;
+        let registered = *self
+            .registered
+            .entry(name.clone())
+            .or_insert_with(|| sysfs.pci_driver_dir(&name).is_some_and(|d| d.is_dir()));
+        if !registered {
+            tracing::warn!(pci = %dev.addr(), driver = %name, "driver unknown: its link names no registered driver");
+        }
+        registered.then_some(name)
+    }
+}
+
+fn scan_pf(drivers: &mut Drivers, dev: PciDevice, total_vfs: u32) -> Pf {
     let addr = dev.addr();
     let netdev = first_netdev(&dev);
     let pf_link = netdev.as_ref().and_then(|n| n.link_type);
     let vfs = known("VF list", addr, dev.virtfn_devices())
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|(index, vf)| scan_vf(&vf, index, addr, pf_link))
+        .filter_map(|(index, vf)| scan_vf(drivers, &vf, index, addr, pf_link))
         .collect();
     Pf {
         pci_address: addr,
         ids: ids(&dev),
-        driver: known("driver", addr, dev.driver()).flatten(),
+        driver: drivers.of(&dev),
         netdev,
         num_vfs: known("sriov_numvfs", addr, dev.sriov_numvfs()),
         total_vfs,
@@ -213,7 +244,13 @@ fn scan_pf(dev: PciDevice, total_vfs: u32) -> Pf {
 /// One VF, or `None` when its directory is gone (VFs destroyed mid-scan, or
 /// a dangling `virtfnN` link). Existence is only checked when the first
 /// read fails, so a healthy VF costs no extra system call.
-fn scan_vf(dev: &PciDevice, index: u32, pf: PciAddress, pf_link: Option<LinkType>) -> Option<Vf> {
+fn scan_vf(
+    drivers: &mut Drivers,
+    dev: &PciDevice,
+    index: u32,
+    pf: PciAddress,
+    pf_link: Option<LinkType>,
+) -> Option<Vf> {
     let addr = dev.addr();
     let vendor = dev.vendor();
     if vendor.is_err() && !dev.exists() {
@@ -228,7 +265,7 @@ fn scan_vf(dev: &PciDevice, index: u32, pf: PciAddress, pf_link: Option<LinkType
         pci_address: addr,
         pf,
         ids,
-        driver: known("driver", addr, dev.driver()).flatten(),
+        driver: drivers.of(dev),
         link_type: netdev.as_ref().and_then(|n| n.link_type).or(pf_link),
         netdev,
         numa_node: known("numa_node", addr, dev.numa_node()).flatten(),

@@ -292,7 +292,10 @@ impl FakeSysfs {
                 vf.netdev.as_ref(),
                 vf.iommu_group,
             )?;
-            fs::remove_dir_all(self.root.join(parent.join(&vf.addr)))?;
+            match fs::remove_dir_all(self.root.join(parent.join(&vf.addr))) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
             let _ = fs::remove_file(self.root.join("bus/pci/devices").join(&vf.addr));
         }
         self.file(parent.join(&pf.addr).join("sriov_numvfs"), "0\n")
