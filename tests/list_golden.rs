@@ -93,3 +93,39 @@ fn the_binary_fails_clearly_without_a_sysfs_tree() {
         "{err}"
     );
 }
+
+/// Every key in the JSON output is documented in docs/JSON.md and every
+/// documented field occurs in some golden output.
+#[test]
+fn json_schema_doc_lists_exactly_the_fields_printed() {
+    fn keys(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    out.insert(k.clone());
+                    keys(v, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| keys(v, out)),
+            _ => {}
+        }
+    }
+    let mut printed = std::collections::BTreeSet::new();
+    for name in catalog::fixtures()
+        .iter()
+        .map(|f| f.name)
+        .chain(["malformed"])
+    {
+        let text = std::fs::read_to_string(common::golden_path(&format!("{name}.json"))).unwrap();
+        keys(&serde_json::from_str(&text).unwrap(), &mut printed);
+    }
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/JSON.md")).unwrap();
+    let documented: std::collections::BTreeSet<String> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once('`'))
+        .map(|(name, _)| name.to_string())
+        .collect();
+    assert_eq!(printed, documented);
+}
