@@ -137,13 +137,6 @@ fn known<T>(what: &str, addr: PciAddress, r: Result<T, SysfsError>) -> Option<T>
         .ok()
 }
 
-fn ids(dev: &PciDevice) -> Option<Ids> {
-    let addr = dev.addr();
-    let vendor = known("vendor", addr, dev.vendor())?;
-    let device = known("device", addr, dev.device_id())?;
-    Some(Ids::new(vendor, device))
-}
-
 fn netdev(addr: PciAddress, nd: &NetDev) -> Netdev {
     Netdev {
         name: nd.name().to_string(),
@@ -168,7 +161,7 @@ pub fn scan(sysfs: &Sysfs) -> Result<Inventory, SysfsError> {
     // id is its PF's plus a non-zero offset, so in address order the PF
     // comes first and its VFs are skipped here without touching sysfs.
     let mut seen_vfs = HashSet::new();
-    let mut drivers = Drivers::new(sysfs);
+    let mut cache = ScanCache::new(sysfs);
     for addr in sysfs.pci_addresses()? {
         if seen_vfs.contains(&addr) {
             continue;
@@ -183,30 +176,49 @@ pub fn scan(sysfs: &Sysfs) -> Result<Inventory, SysfsError> {
                 continue;
             }
         };
-        let pf = scan_pf(&mut drivers, dev, total_vfs);
+        let pf = scan_pf(&mut cache, dev.opened(), total_vfs);
         seen_vfs.extend(pf.vfs.iter().map(|v| v.pci_address));
         pfs.push(pf);
     }
     Ok(Inventory { pfs })
 }
 
-/// Which driver names are registered under `bus/pci/drivers`, checked once
-/// per name: a `driver` link naming a driver that is not there dangles (a
-/// malformed tree, or a module unloaded mid-scan) and is reported unknown.
-struct Drivers<'a> {
+/// What one scan looks up once rather than per device: which driver names
+/// are registered under `bus/pci/drivers` (a `driver` link naming a driver
+/// that is not there dangles: a malformed tree, or a module unloaded
+/// mid-scan, reported unknown), and pci.ids names (a linear search of the
+/// vendor's devices).
+struct ScanCache<'a> {
     sysfs: &'a Sysfs,
     registered: HashMap<String, bool>,
+    names: HashMap<(PciId, PciId), Ids>,
 }
 
-impl<'a> Drivers<'a> {
+impl<'a> ScanCache<'a> {
     fn new(sysfs: &'a Sysfs) -> Self {
         Self {
             sysfs,
             registered: HashMap::new(),
+            names: HashMap::new(),
         }
     }
 
-    fn of(&mut self, dev: &PciDevice) -> Option<String> {
+    fn ids(
+        &mut self,
+        addr: PciAddress,
+        vendor: PciId,
+        device: Result<PciId, SysfsError>,
+    ) -> Option<Ids> {
+        let device = known("device", addr, device)?;
+        Some(
+            *self
+                .names
+                .entry((vendor, device))
+                .or_insert_with(|| Ids::new(vendor, device)),
+        )
+    }
+
+    fn driver(&mut self, dev: &PciDevice) -> Option<String> {
         let name = known("driver", dev.addr(), dev.driver()).flatten()?;
         let sysfs = self.sysfs;
         let registered = *self
@@ -220,19 +232,19 @@ impl<'a> Drivers<'a> {
     }
 }
 
-fn scan_pf(drivers: &mut Drivers, dev: PciDevice, total_vfs: u32) -> Pf {
+fn scan_pf(cache: &mut ScanCache, dev: PciDevice, total_vfs: u32) -> Pf {
     let addr = dev.addr();
     let netdev = first_netdev(&dev);
     let pf_link = netdev.as_ref().and_then(|n| n.link_type);
     let vfs = known("VF list", addr, dev.virtfn_devices())
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|(index, vf)| scan_vf(drivers, &vf, index, addr, pf_link))
+        .filter_map(|(index, vf)| scan_vf(cache, &vf, index, addr, pf_link))
         .collect();
     Pf {
         pci_address: addr,
-        ids: ids(&dev),
-        driver: drivers.of(&dev),
+        ids: known("vendor", addr, dev.vendor()).and_then(|v| cache.ids(addr, v, dev.device_id())),
+        driver: cache.driver(&dev),
         netdev,
         num_vfs: known("sriov_numvfs", addr, dev.sriov_numvfs()),
         total_vfs,
@@ -245,7 +257,7 @@ fn scan_pf(drivers: &mut Drivers, dev: PciDevice, total_vfs: u32) -> Pf {
 /// a dangling `virtfnN` link). Existence is only checked when the first
 /// read fails, so a healthy VF costs no extra system call.
 fn scan_vf(
-    drivers: &mut Drivers,
+    cache: &mut ScanCache,
     dev: &PciDevice,
     index: u32,
     pf: PciAddress,
@@ -257,15 +269,14 @@ fn scan_vf(
         tracing::warn!(pci = %addr, %pf, index, "skipping VF: its directory vanished during the scan");
         return None;
     }
-    let ids = known("vendor", addr, vendor)
-        .and_then(|v| known("device", addr, dev.device_id()).map(|d| Ids::new(v, d)));
+    let ids = known("vendor", addr, vendor).and_then(|v| cache.ids(addr, v, dev.device_id()));
     let netdev = first_netdev(dev);
     Some(Vf {
         index,
         pci_address: addr,
         pf,
         ids,
-        driver: drivers.of(dev),
+        driver: cache.driver(dev),
         link_type: netdev.as_ref().and_then(|n| n.link_type).or(pf_link),
         netdev,
         numa_node: known("numa_node", addr, dev.numa_node()).flatten(),

@@ -5,6 +5,7 @@
 //! Paths are only ever formed from a [`PciAddress`], a validated interface
 //! name, and attribute names that are constants of this module.
 
+mod at;
 mod net;
 mod pci;
 
@@ -172,32 +173,20 @@ pub(crate) fn lexical_join(base: &Path, target: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
-/// The most a sysfs attribute can hold (one page); longer content in a fake
-/// tree is cut here rather than read without bound.
-const ATTR_MAX: usize = 4096;
-
-/// Reads a whole attribute file, trimmed of the kernel's trailing newline.
-/// Content that is not UTF-8 is an error naming the file. One open and
-/// reads into a stack buffer: the scan reads thousands of these.
+/// Reads a whole attribute file (at most one page), trimmed of the
+/// kernel's trailing newline. Content that is not UTF-8 is an error naming
+/// the file. A FIFO in a fake tree is an error, not a hang.
 pub(crate) fn read_trimmed(path: &Path) -> Result<String> {
-    let err = |source| SysfsError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = fs::File::open(path).map_err(err)?;
-    let mut buf = [0u8; ATTR_MAX];
-    let mut len = 0;
-    while len < buf.len() {
-        match io::Read::read(&mut file, &mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(err(e)),
-        }
-    }
-    let s = std::str::from_utf8(&buf[..len])
-        .map_err(|e| err(io::Error::new(io::ErrorKind::InvalidData, e)))?;
-    Ok(s.trim_end_matches(['\n', '\0', ' ']).to_string())
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .and_then(at::read_bounded)
+        .map_err(|source| SysfsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Reads an attribute and parses it, naming the file on bad content.
@@ -286,8 +275,8 @@ mod tests {
         let p = dir.path().join("a");
         fs::write(&p, "0x8086\n").unwrap();
         assert_eq!(read_trimmed(&p).unwrap(), "0x8086");
-        fs::write(&p, "x".repeat(3 * ATTR_MAX)).unwrap();
-        assert_eq!(read_trimmed(&p).unwrap().len(), ATTR_MAX);
+        fs::write(&p, "x".repeat(3 * at::ATTR_MAX)).unwrap();
+        assert_eq!(read_trimmed(&p).unwrap().len(), at::ATTR_MAX);
         fs::write(&p, [0xff, 0xfe, b'\n']).unwrap();
         let e = read_trimmed(&p).unwrap_err();
         assert!(e.to_string().contains(&p.display().to_string()), "{e}");
