@@ -5,8 +5,9 @@
 //! Each size is written once, scanned a few times to warm the dentry and
 //! inode caches, then scanned repeatedly; the median, the fastest and the
 //! 90th percentile of the runs are printed, with the median per VF, and
-//! the median CPU time of the scanning thread (what the scan itself costs
-//! when other processes compete for the cores).
+//! the median CPU time of the process (what the scan itself costs, summed
+//! over its threads, when other processes compete for the cores). Each size is
+//! measured single-threaded and with 2 threads (what `scan` uses).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,6 +19,9 @@ use sysfs_fixture::presets::e810;
 
 const VFS_PER_PF: usize = 128;
 const PF_COUNTS: [usize; 4] = [1, 4, 8, 16];
+/// Threads given to `scan_with_threads`: 1, and 2 as `scan` uses on a
+/// machine with two or more cores.
+const THREADS: [usize; 2] = [1, 2];
 const WARMUP_RUNS: usize = 5;
 const MIN_RUNS: usize = 31;
 const MIN_TIME: Duration = Duration::from_secs(2);
@@ -57,17 +61,18 @@ struct Stats {
     cpu_median: Duration,
 }
 
-/// CPU time this thread has used: unlike wall time, it does not count the
-/// time other processes on a shared machine hold the cores.
-fn thread_cpu_time() -> Duration {
+/// CPU time this process (all its threads) has used: unlike wall time, it
+/// does not count the time other processes on a shared machine hold the
+/// cores.
+fn cpu_time() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: `ts` is a valid, writable timespec and the clock id is a
     // constant the kernel supports; clock_gettime writes nothing else.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID)");
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
@@ -76,9 +81,9 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-fn measure(sysfs: &Sysfs, expected_vfs: usize) -> Stats {
+fn measure(sysfs: &Sysfs, threads: usize, expected_vfs: usize) -> Stats {
     let scan = || {
-        let inv = inventory::scan(sysfs).expect("scan");
+        let inv = inventory::scan_with_threads(sysfs, threads).expect("scan");
         assert_eq!(inv.vfs().count(), expected_vfs, "scan found every VF");
         inv
     };
@@ -88,9 +93,9 @@ fn measure(sysfs: &Sysfs, expected_vfs: usize) -> Stats {
     let (mut times, mut cpu) = (Vec::new(), Vec::new());
     let started = Instant::now();
     while times.len() < MIN_RUNS || started.elapsed() < MIN_TIME {
-        let (t, c) = (Instant::now(), thread_cpu_time());
+        let (t, c) = (Instant::now(), cpu_time());
         let inv = scan();
-        cpu.push(thread_cpu_time() - c);
+        cpu.push(cpu_time() - c);
         times.push(t.elapsed());
         drop(std::hint::black_box(inv));
     }
@@ -110,28 +115,33 @@ fn main() {
         println!("load average at start: {}", load.trim());
     }
     println!(
-        "{:>5} {:>6} {:>6} {:>11} {:>11} {:>11} {:>10} {:>11} {:>10}",
-        "PFs", "VFs", "runs", "median", "min", "p90", "ns/VF", "cpu median", "cpu ns/VF"
+        "{:>5} {:>6} {:>7} {:>6} {:>11} {:>11} {:>11} {:>10} {:>11} {:>10}",
+        "PFs", "VFs", "threads", "runs", "median", "min", "p90", "ns/VF", "cpu median", "cpu ns/VF"
     );
     for pfs in PF_COUNTS {
+        // One PF is always scanned on one thread.
+        let threads: &[usize] = if pfs == 1 { &THREADS[..1] } else { &THREADS };
         let dir = scratch();
         write_tree(dir.path(), pfs);
         let sysfs = Sysfs::new(dir.path());
         let vfs = pfs * VFS_PER_PF;
-        let s = measure(&sysfs, vfs);
-        let ms = |d: Duration| format!("{:.3} ms", d.as_secs_f64() * 1e3);
-        let per_vf = |d: Duration| d.as_nanos() as f64 / vfs as f64;
-        println!(
-            "{:>5} {:>6} {:>6} {:>11} {:>11} {:>11} {:>10.0} {:>11} {:>10.0}",
-            pfs,
-            vfs,
-            s.runs,
-            ms(s.median),
-            ms(s.min),
-            ms(s.p90),
-            per_vf(s.median),
-            ms(s.cpu_median),
-            per_vf(s.cpu_median),
-        );
+        for &threads in threads {
+            let s = measure(&sysfs, threads, vfs);
+            let ms = |d: Duration| format!("{:.3} ms", d.as_secs_f64() * 1e3);
+            let per_vf = |d: Duration| d.as_nanos() as f64 / vfs as f64;
+            println!(
+                "{:>5} {:>6} {:>7} {:>6} {:>11} {:>11} {:>11} {:>10.0} {:>11} {:>10.0}",
+                pfs,
+                vfs,
+                threads,
+                s.runs,
+                ms(s.median),
+                ms(s.min),
+                ms(s.p90),
+                per_vf(s.median),
+                ms(s.cpu_median),
+                per_vf(s.cpu_median),
+            );
+        }
     }
 }

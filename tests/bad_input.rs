@@ -209,3 +209,28 @@ fn only_an_unreadable_device_list_is_an_error() {
     let err = inventory::scan(&Sysfs::new(tmp.path())).unwrap_err();
     assert!(err.to_string().contains("bus/pci/devices"), "{err}");
 }
+
+#[test]
+fn threaded_scan_equals_single_threaded_scan_and_keeps_warnings() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_malformed(tmp.path());
+    let fs = FakeSysfs::new(tmp.path()).unwrap();
+    for i in 0..4 {
+        let bus = 0x60 + 2 * i;
+        fs.add_pf(&e810(
+            &format!("0000:{bus:02x}:00.0"),
+            &format!("ens{i}f1"),
+            &format!("0000:{bus:02x}:01.0"),
+            40,
+        ))
+        .unwrap();
+    }
+    let sysfs = Sysfs::new(tmp.path());
+    let (one, logs_one) = with_logs(|| inventory::scan_with_threads(&sysfs, 1).unwrap());
+    assert_eq!(one.vfs().count(), 3 + 2 + 4 * 40);
+    for threads in [2, 3, 8] {
+        let (many, logs) = with_logs(|| inventory::scan_with_threads(&sysfs, threads).unwrap());
+        assert_eq!(many, one, "{threads} threads");
+        assert_eq!(logs.lines().count(), logs_one.lines().count(), "{logs}");
+    }
+}

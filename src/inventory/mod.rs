@@ -5,6 +5,7 @@
 mod render;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 
@@ -154,14 +155,77 @@ fn first_netdev(dev: &PciDevice) -> Option<Netdev> {
 
 /// Scans sysfs for SR-IOV PFs and their VFs. Unreadable fields become
 /// unknown (`None`) with a warning; a vanished device is skipped; only an
-/// unreadable `bus/pci/devices` is an error.
+/// unreadable `bus/pci/devices` is an error. Large trees are read by up to
+/// two threads (see [`scan_with_threads`]).
 pub fn scan(sysfs: &Sysfs) -> Result<Inventory, SysfsError> {
-    let mut pfs = Vec::new();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    scan_with_threads(sysfs, cores.min(MAX_THREADS))
+}
+
+/// Most threads [`scan`] uses: the scan is system calls on one filesystem,
+/// and the agent shares the node with the workloads it serves.
+const MAX_THREADS: usize = 2;
+
+/// Below this many VFs a scan stays on the caller's thread: starting a
+/// thread costs about as much as reading a few VFs.
+const PARALLEL_MIN_VFS: usize = 64;
+
+/// [`scan`] with the PFs' devices read by up to `threads` threads (each
+/// taking whole PFs; 1 keeps everything on the caller's thread). The
+/// result does not depend on `threads`; log events go to the caller's
+/// `tracing` subscriber from every thread.
+pub fn scan_with_threads(sysfs: &Sysfs, threads: usize) -> Result<Inventory, SysfsError> {
+    let plans = find_pfs(sysfs)?;
+    let total_vfs: usize = plans.iter().map(|p| p.vfs.len()).sum();
+    let threads = threads.clamp(1, plans.len().max(1));
+    if threads == 1 || total_vfs < PARALLEL_MIN_VFS {
+        let mut cache = ScanCache::new(sysfs);
+        let pfs = plans.iter().map(|p| scan_pf(&mut cache, p)).collect();
+        return Ok(Inventory { pfs });
+    }
+    let next = AtomicUsize::new(0);
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
+    let mut done: Vec<(usize, Pf)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    tracing::dispatcher::with_default(&dispatch, || {
+                        let mut cache = ScanCache::new(sysfs);
+                        let mut out = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(plan) = plans.get(i) else { break out };
+                            out.push((i, scan_pf(&mut cache, plan)));
+                        }
+                    })
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    done.sort_unstable_by_key(|(i, _)| *i);
+    Ok(Inventory {
+        pfs: done.into_iter().map(|(_, pf)| pf).collect(),
+    })
+}
+
+/// A PF found by [`find_pfs`], with its VF links read but not its VFs.
+struct PfPlan {
+    dev: PciDevice,
+    total_vfs: u32,
+    vfs: Vec<(u32, PciDevice)>,
+}
+
+/// Every PF in address order with its `virtfnN` links resolved.
+fn find_pfs(sysfs: &Sysfs) -> Result<Vec<PfPlan>, SysfsError> {
+    let mut plans = Vec::new();
     // VFs already reached through their PF's virtfn links. A VF's routing
     // id is its PF's plus a non-zero offset, so in address order the PF
     // comes first and its VFs are skipped here without touching sysfs.
     let mut seen_vfs = HashSet::new();
-    let mut cache = ScanCache::new(sysfs);
     for addr in sysfs.pci_addresses()? {
         if seen_vfs.contains(&addr) {
             continue;
@@ -176,11 +240,16 @@ pub fn scan(sysfs: &Sysfs) -> Result<Inventory, SysfsError> {
                 continue;
             }
         };
-        let pf = scan_pf(&mut cache, dev.opened(), total_vfs);
-        seen_vfs.extend(pf.vfs.iter().map(|v| v.pci_address));
-        pfs.push(pf);
+        let dev = dev.opened();
+        let vfs = known("VF list", addr, dev.virtfn_devices()).unwrap_or_default();
+        seen_vfs.extend(vfs.iter().map(|(_, vf)| vf.addr()));
+        plans.push(PfPlan {
+            dev,
+            total_vfs,
+            vfs,
+        });
     }
-    Ok(Inventory { pfs })
+    Ok(plans)
 }
 
 /// What one scan looks up once rather than per device: which driver names
@@ -232,19 +301,20 @@ impl<'a> ScanCache<'a> {
     }
 }
 
-fn scan_pf(cache: &mut ScanCache, dev: PciDevice, total_vfs: u32) -> Pf {
+fn scan_pf(cache: &mut ScanCache, plan: &PfPlan) -> Pf {
+    let (dev, total_vfs) = (&plan.dev, plan.total_vfs);
     let addr = dev.addr();
-    let netdev = first_netdev(&dev);
+    let netdev = first_netdev(dev);
     let pf_link = netdev.as_ref().and_then(|n| n.link_type);
-    let vfs = known("VF list", addr, dev.virtfn_devices())
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|(index, vf)| scan_vf(cache, &vf, index, addr, pf_link))
+    let vfs = plan
+        .vfs
+        .iter()
+        .filter_map(|(index, vf)| scan_vf(cache, vf, *index, addr, pf_link))
         .collect();
     Pf {
         pci_address: addr,
         ids: known("vendor", addr, dev.vendor()).and_then(|v| cache.ids(addr, v, dev.device_id())),
-        driver: cache.driver(&dev),
+        driver: cache.driver(dev),
         netdev,
         num_vfs: known("sriov_numvfs", addr, dev.sriov_numvfs()),
         total_vfs,
