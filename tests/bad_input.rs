@@ -234,3 +234,37 @@ fn threaded_scan_equals_single_threaded_scan_and_keeps_warnings() {
         assert_eq!(logs.lines().count(), logs_one.lines().count(), "{logs}");
     }
 }
+
+#[test]
+fn vfs_destroyed_and_recreated_during_scans_never_break_a_scan() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = FakeSysfs::new(tmp.path()).unwrap();
+    let spec = e810("0000:3b:00.0", "ens1f0", "0000:3b:01.0", 16).iommu_groups(40);
+    fs.add_pf(&spec).unwrap();
+    let stop = AtomicBool::new(false);
+    let sysfs = Sysfs::new(tmp.path());
+    std::thread::scope(|s| {
+        // The kernel's sriov_numvfs=0 then =16, over and over.
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                fs.remove_vfs(&spec).unwrap();
+                for (i, vf) in spec.vfs.iter().enumerate() {
+                    fs.add_vf(&spec, i, vf).unwrap();
+                }
+                fs.write_attr(&spec.addr, "sriov_numvfs", "16\n").unwrap();
+            }
+        });
+        for _ in 0..200 {
+            let inv = inventory::scan(&sysfs).expect("scan succeeds while VFs churn");
+            let pf = inv
+                .pf(addr("0000:3b:00.0"))
+                .expect("the PF is always there");
+            for vf in &pf.vfs {
+                let want = &spec.vfs[vf.index as usize];
+                assert_eq!(vf.pci_address.to_string(), want.addr);
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+}
