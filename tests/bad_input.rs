@@ -268,3 +268,24 @@ fn vfs_destroyed_and_recreated_during_scans_never_break_a_scan() {
         stop.store(true, Ordering::Relaxed);
     });
 }
+
+#[test]
+fn netdevs_are_found_with_or_without_class_net() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = FakeSysfs::new(tmp.path()).unwrap();
+    fs.add_pf(&e810("0000:3b:00.0", "ens1f0", "0000:3b:01.0", 3).vfio(2..3))
+        .unwrap();
+    let (whole, _) = scan(tmp.path());
+    assert_eq!(
+        whole.pfs[0].vfs[1].netdev.as_ref().unwrap().name,
+        "ens1f0v1"
+    );
+    // One class/net link missing: that VF's net/ is listed instead.
+    remove_any(&tmp.path().join("class/net/ens1f0v1"));
+    assert_eq!(scan(tmp.path()).0, whole);
+    // No class/net at all: every device's net/ is listed, with a warning.
+    remove_any(&tmp.path().join("class/net"));
+    let (inv, logs) = scan(tmp.path());
+    assert_eq!(inv, whole);
+    assert!(logs.contains("class/net"), "{logs}");
+}

@@ -5,6 +5,7 @@
 mod render;
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
@@ -148,9 +149,32 @@ fn netdev(addr: PciAddress, nd: &NetDev) -> Netdev {
     }
 }
 
-fn first_netdev(dev: &PciDevice) -> Option<Netdev> {
+/// The device's first netdev by name: from the `class/net` index when it
+/// names any for this device, else from listing the device's `net/` (which
+/// for a VF on vfio-pci is one failed open).
+fn first_netdev(index: &NetdevIndex, dev: &PciDevice) -> Option<Netdev> {
+    if let Some(name) = index.get(dev.dir()).and_then(|names| names.first()) {
+        return dev.netdev(name).map(|nd| netdev(dev.addr(), &nd));
+    }
     let nds = known("netdevs", dev.addr(), dev.netdevs())?;
     nds.first().map(|nd| netdev(dev.addr(), nd))
+}
+
+/// Netdev names (sorted) by owning device directory, from `class/net`.
+type NetdevIndex = HashMap<PathBuf, Vec<String>>;
+
+fn netdev_index(sysfs: &Sysfs) -> NetdevIndex {
+    let mut index = NetdevIndex::new();
+    match sysfs.class_net_owners() {
+        Ok(owners) => {
+            for (name, owner) in owners {
+                index.entry(owner).or_default().push(name);
+            }
+        }
+        Err(e) => tracing::warn!("listing netdevs per device instead: {e}"),
+    }
+    index.values_mut().for_each(|v| v.sort_unstable());
+    index
 }
 
 /// Scans sysfs for SR-IOV PFs and their VFs. Unreadable fields become
@@ -176,11 +200,16 @@ const PARALLEL_MIN_VFS: usize = 64;
 /// `tracing` subscriber from every thread.
 pub fn scan_with_threads(sysfs: &Sysfs, threads: usize) -> Result<Inventory, SysfsError> {
     let plans = find_pfs(sysfs)?;
+    let index = netdev_index(sysfs);
+    let index = &index;
     let total_vfs: usize = plans.iter().map(|p| p.vfs.len()).sum();
     let threads = threads.clamp(1, plans.len().max(1));
     if threads == 1 || total_vfs < PARALLEL_MIN_VFS {
         let mut cache = ScanCache::new(sysfs);
-        let pfs = plans.iter().map(|p| scan_pf(&mut cache, p)).collect();
+        let pfs = plans
+            .iter()
+            .map(|p| scan_pf(&mut cache, index, p))
+            .collect();
         return Ok(Inventory { pfs });
     }
     let next = AtomicUsize::new(0);
@@ -195,7 +224,7 @@ pub fn scan_with_threads(sysfs: &Sysfs, threads: usize) -> Result<Inventory, Sys
                         loop {
                             let i = next.fetch_add(1, Ordering::Relaxed);
                             let Some(plan) = plans.get(i) else { break out };
-                            out.push((i, scan_pf(&mut cache, plan)));
+                            out.push((i, scan_pf(&mut cache, index, plan)));
                         }
                     })
                 })
@@ -301,15 +330,15 @@ impl<'a> ScanCache<'a> {
     }
 }
 
-fn scan_pf(cache: &mut ScanCache, plan: &PfPlan) -> Pf {
+fn scan_pf(cache: &mut ScanCache, index: &NetdevIndex, plan: &PfPlan) -> Pf {
     let (dev, total_vfs) = (&plan.dev, plan.total_vfs);
     let addr = dev.addr();
-    let netdev = first_netdev(dev);
+    let netdev = first_netdev(index, dev);
     let pf_link = netdev.as_ref().and_then(|n| n.link_type);
     let vfs = plan
         .vfs
         .iter()
-        .filter_map(|(index, vf)| scan_vf(cache, vf, *index, addr, pf_link))
+        .filter_map(|(i, vf)| scan_vf(cache, index, vf, *i, addr, pf_link))
         .collect();
     Pf {
         pci_address: addr,
@@ -328,6 +357,7 @@ fn scan_pf(cache: &mut ScanCache, plan: &PfPlan) -> Pf {
 /// read fails, so a healthy VF costs no extra system call.
 fn scan_vf(
     cache: &mut ScanCache,
+    netdevs: &NetdevIndex,
     dev: &PciDevice,
     index: u32,
     pf: PciAddress,
@@ -340,7 +370,7 @@ fn scan_vf(
         return None;
     }
     let ids = known("vendor", addr, vendor).and_then(|v| cache.ids(addr, v, dev.device_id()));
-    let netdev = first_netdev(dev);
+    let netdev = first_netdev(netdevs, dev);
     Some(Vf {
         index,
         pci_address: addr,

@@ -138,6 +138,42 @@ impl Sysfs {
         ))
     }
 
+    /// Every netdev under `class/net` with the directory of the device that
+    /// owns it (resolved lexically from the link, as [`Sysfs::pci_device`]
+    /// resolves device links, so the two compare equal). Virtual netdevs
+    /// (`devices/virtual/net/...`) are included; entries whose link cannot
+    /// be read or does not end in `net/<name>` are skipped. One listing and
+    /// one readlink per netdev: cheaper than listing every device's `net/`.
+    pub fn class_net_owners(&self) -> Result<Vec<(String, PathBuf)>> {
+        let dir = self.root.join("class/net");
+        let names = read_dir_names(&dir)?;
+        let fd = at::DirFd::open(&dir).ok();
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            if !valid_ifname(&name) {
+                continue;
+            }
+            let target = match &fd {
+                Some(fd) => fd.read_link(Path::new(&name)),
+                None => fs::read_link(dir.join(&name)),
+            };
+            let Ok(target) = target else { continue };
+            let Some(nd_dir) = lexical_join(&dir, &target) else {
+                continue;
+            };
+            let owner = nd_dir
+                .parent()
+                .filter(|net| net.file_name().is_some_and(|n| n == "net"))
+                .and_then(Path::parent);
+            if let Some(owner) = owner
+                && nd_dir.file_name().is_some_and(|n| n == name.as_str())
+            {
+                out.push((name, owner.to_path_buf()));
+            }
+        }
+        Ok(out)
+    }
+
     /// `<root>/bus/pci/drivers/<driver>`; `None` for names that are not a
     /// single path component.
     pub fn pci_driver_dir(&self, driver: &str) -> Option<PathBuf> {

@@ -185,6 +185,13 @@ impl PciDevice {
         Ok(out)
     }
 
+    /// The netdev `ifname` under this function's `net/` (not checked to
+    /// exist; reads fail if it does not); `None` for an invalid name.
+    pub fn netdev(&self, ifname: &str) -> Option<NetDev> {
+        super::valid_ifname(ifname)
+            .then(|| NetDev::at(ifname, self.dir.child(&Path::new("net").join(ifname))))
+    }
+
     /// The netdevs this function owns (`net/*`), sorted; empty when it has
     /// none (unbound, or bound to vfio-pci / uio).
     pub fn netdevs(&self) -> Result<Vec<NetDev>> {
