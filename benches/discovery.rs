@@ -110,6 +110,16 @@ fn measure(sysfs: &Sysfs, threads: usize, expected_vfs: usize) -> Stats {
 }
 
 fn main() {
+    // `--write-tree <dir> <pfs>` writes one benchmark tree and exits, for
+    // profiling the CLI on it (`strace -c fastpath --sysfs-root <dir> list`).
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--write-tree") {
+        let (Some(dir), Some(pfs)) = (args.get(i + 1), args.get(i + 2)) else {
+            panic!("usage: discovery --write-tree <dir> <pfs>");
+        };
+        write_tree(Path::new(dir), pfs.parse().expect("PF count"));
+        return;
+    }
     println!("discovery: inventory::scan of N PFs x {VFS_PER_PF} VFs on tmpfs");
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
         println!("load average at start: {}", load.trim());

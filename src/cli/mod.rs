@@ -61,8 +61,12 @@ pub fn init_logging(format: LogFormat) {
 /// Runs a parsed command line, writing its output to stdout. A reader that
 /// goes away early (`fastpath list | head`) is not an error.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let mut stdout = std::io::stdout().lock();
-    match run_to(cli, &mut stdout) {
+    // Buffered: stdout is line-buffered, and `list --json` on a large node
+    // is tens of thousands of lines.
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let result = run_to(cli, &mut stdout)
+        .and_then(|code| stdout.flush().map(|()| code).map_err(anyhow::Error::from));
+    match result {
         Err(e) if is_broken_pipe(&e) => Ok(ExitCode::SUCCESS),
         other => other,
     }
