@@ -179,23 +179,20 @@ fn netdev_index(sysfs: &Sysfs) -> NetdevIndex {
 
 /// Scans sysfs for SR-IOV PFs and their VFs. Unreadable fields become
 /// unknown (`None`) with a warning; a vanished device is skipped; only an
-/// unreadable `bus/pci/devices` is an error. Large trees are read by up to
-/// two threads (see [`scan_with_threads`]).
+/// unreadable `bus/pci/devices` is an error. Runs on the caller's thread:
+/// a second thread did not make it faster on the 2-core machines fastpath
+/// targets (docs/PERFORMANCE.md, "Discovery").
 pub fn scan(sysfs: &Sysfs) -> Result<Inventory, SysfsError> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    scan_with_threads(sysfs, cores.min(MAX_THREADS))
+    scan_with_threads(sysfs, 1)
 }
-
-/// Most threads [`scan`] uses: the scan is system calls on one filesystem,
-/// and the agent shares the node with the workloads it serves.
-const MAX_THREADS: usize = 2;
 
 /// Below this many VFs a scan stays on the caller's thread: starting a
 /// thread costs about as much as reading a few VFs.
 const PARALLEL_MIN_VFS: usize = 64;
 
 /// [`scan`] with the PFs' devices read by up to `threads` threads (each
-/// taking whole PFs; 1 keeps everything on the caller's thread). The
+/// taking whole PFs; 1 keeps everything on the caller's thread; trees of
+/// fewer than 64 VFs always stay there). The
 /// result does not depend on `threads`; log events go to the caller's
 /// `tracing` subscriber from every thread.
 pub fn scan_with_threads(sysfs: &Sysfs, threads: usize) -> Result<Inventory, SysfsError> {
