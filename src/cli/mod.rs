@@ -4,9 +4,10 @@
 
 mod doctor;
 mod install_cni;
-mod list;
+pub mod list;
 mod provision;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -69,15 +70,39 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
-/// Runs a parsed command line, writing its output to stdout.
+/// Runs a parsed command line, writing its output to stdout. A reader that
+/// goes away early (`fastpath list | head`) is not an error.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let sysfs = Sysfs::new(cli.sysfs_root);
-    let mut stdout = std::io::stdout().lock();
-    match cli.command {
-        Command::List(args) => list::run(&sysfs, &args, &mut stdout),
-        Command::Doctor(args) => doctor::run(&sysfs, &args, &mut stdout),
-        Command::InstallCni(args) => install_cni::run(&args, &mut stdout),
-        Command::Plan(args) => provision::plan(&sysfs, &args, &mut stdout),
-        Command::Apply(args) => provision::apply(&sysfs, &args, &mut stdout),
+    // Buffered: stdout is line-buffered, and `list --json` on a large node
+    // is tens of thousands of lines.
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let result = run_to(cli, &mut stdout)
+        .and_then(|code| stdout.flush().map(|()| code).map_err(anyhow::Error::from));
+    match result {
+        Err(e) if is_broken_pipe(&e) => Ok(ExitCode::SUCCESS),
+        other => other,
     }
+}
+
+/// Runs a parsed command line, writing its output to `out` (tests pass a
+/// `Vec<u8>`; `main` passes stdout through [`run`]).
+pub fn run_to(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let sysfs = Sysfs::new(cli.sysfs_root);
+    match cli.command {
+        Command::List(args) => list::run(&sysfs, &args, out),
+        Command::Doctor(args) => doctor::run(&sysfs, &args, out),
+        Command::InstallCni(args) => install_cni::run(&args, out),
+        Command::Plan(args) => provision::plan(&sysfs, &args, out),
+        Command::Apply(args) => provision::apply(&sysfs, &args, out),
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(|j| j.io_error_kind())
+                .is_some_and(|k| k == std::io::ErrorKind::BrokenPipe)
+    })
 }

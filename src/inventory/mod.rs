@@ -4,6 +4,10 @@
 
 mod render;
 
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use serde::Serialize;
 
 pub use render::render_table;
@@ -135,13 +139,6 @@ fn known<T>(what: &str, addr: PciAddress, r: Result<T, SysfsError>) -> Option<T>
         .ok()
 }
 
-fn ids(dev: &PciDevice) -> Option<Ids> {
-    let addr = dev.addr();
-    let vendor = known("vendor", addr, dev.vendor())?;
-    let device = known("device", addr, dev.device_id())?;
-    Some(Ids::new(vendor, device))
-}
-
 fn netdev(addr: PciAddress, nd: &NetDev) -> Netdev {
     Netdev {
         name: nd.name().to_string(),
@@ -152,17 +149,113 @@ fn netdev(addr: PciAddress, nd: &NetDev) -> Netdev {
     }
 }
 
-fn first_netdev(dev: &PciDevice) -> Option<Netdev> {
+/// The device's first netdev by name: from the `class/net` index when it
+/// names any for this device, else from listing the device's `net/` (which
+/// for a VF on vfio-pci is one failed open).
+fn first_netdev(index: &NetdevIndex, dev: &PciDevice) -> Option<Netdev> {
+    if let Some(name) = index.get(dev.dir()).and_then(|names| names.first()) {
+        return dev.netdev(name).map(|nd| netdev(dev.addr(), &nd));
+    }
     let nds = known("netdevs", dev.addr(), dev.netdevs())?;
     nds.first().map(|nd| netdev(dev.addr(), nd))
 }
 
+/// Netdev names (sorted) by owning device directory, from `class/net`.
+type NetdevIndex = HashMap<PathBuf, Vec<String>>;
+
+fn netdev_index(sysfs: &Sysfs) -> NetdevIndex {
+    let mut index = NetdevIndex::new();
+    match sysfs.class_net_owners() {
+        Ok(owners) => {
+            for (name, owner) in owners {
+                index.entry(owner).or_default().push(name);
+            }
+        }
+        Err(e) => tracing::warn!("listing netdevs per device instead: {e}"),
+    }
+    index.values_mut().for_each(|v| v.sort_unstable());
+    index
+}
+
 /// Scans sysfs for SR-IOV PFs and their VFs. Unreadable fields become
 /// unknown (`None`) with a warning; a vanished device is skipped; only an
-/// unreadable `bus/pci/devices` is an error.
+/// unreadable `bus/pci/devices` is an error. Runs on the caller's thread:
+/// a second thread did not make it faster on the 2-core machines fastpath
+/// targets (docs/PERFORMANCE.md, "Discovery").
 pub fn scan(sysfs: &Sysfs) -> Result<Inventory, SysfsError> {
-    let mut pfs = Vec::new();
+    scan_with_threads(sysfs, 1)
+}
+
+/// Below this many VFs a scan stays on the caller's thread: starting a
+/// thread costs about as much as reading a few VFs.
+const PARALLEL_MIN_VFS: usize = 64;
+
+/// [`scan`] with the PFs' devices read by up to `threads` threads (each
+/// taking whole PFs; 1 keeps everything on the caller's thread; trees of
+/// fewer than 64 VFs always stay there). The
+/// result does not depend on `threads`; log events go to the caller's
+/// `tracing` subscriber from every thread.
+pub fn scan_with_threads(sysfs: &Sysfs, threads: usize) -> Result<Inventory, SysfsError> {
+    let plans = find_pfs(sysfs)?;
+    let index = netdev_index(sysfs);
+    let index = &index;
+    let total_vfs: usize = plans.iter().map(|p| p.vfs.len()).sum();
+    let threads = threads.clamp(1, plans.len().max(1));
+    if threads == 1 || total_vfs < PARALLEL_MIN_VFS {
+        let mut cache = ScanCache::new(sysfs);
+        let pfs = plans
+            .iter()
+            .map(|p| scan_pf(&mut cache, index, p))
+            .collect();
+        return Ok(Inventory { pfs });
+    }
+    let next = AtomicUsize::new(0);
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
+    let mut done: Vec<(usize, Pf)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    tracing::dispatcher::with_default(&dispatch, || {
+                        let mut cache = ScanCache::new(sysfs);
+                        let mut out = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(plan) = plans.get(i) else { break out };
+                            out.push((i, scan_pf(&mut cache, index, plan)));
+                        }
+                    })
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    done.sort_unstable_by_key(|(i, _)| *i);
+    Ok(Inventory {
+        pfs: done.into_iter().map(|(_, pf)| pf).collect(),
+    })
+}
+
+/// A PF found by [`find_pfs`], with its VF links read but not its VFs.
+struct PfPlan {
+    dev: PciDevice,
+    total_vfs: u32,
+    vfs: Vec<(u32, PciDevice)>,
+}
+
+/// Every PF in address order with its `virtfnN` links resolved.
+fn find_pfs(sysfs: &Sysfs) -> Result<Vec<PfPlan>, SysfsError> {
+    let mut plans = Vec::new();
+    // VFs already reached through their PF's virtfn links. A VF's routing
+    // id is its PF's plus a non-zero offset, so in address order the PF
+    // comes first and its VFs are skipped here without touching sysfs.
+    let mut seen_vfs = HashSet::new();
     for addr in sysfs.pci_addresses()? {
+        if seen_vfs.contains(&addr) {
+            continue;
+        }
         let dev = sysfs.pci_device(addr);
         // A function is a PF when it has sriov_totalvfs; a VF never has it.
         let total_vfs = match dev.sriov_totalvfs() {
@@ -173,31 +266,81 @@ pub fn scan(sysfs: &Sysfs) -> Result<Inventory, SysfsError> {
                 continue;
             }
         };
-        pfs.push(scan_pf(sysfs, dev, total_vfs));
+        let dev = dev.opened();
+        let vfs = known("VF list", addr, dev.virtfn_devices()).unwrap_or_default();
+        seen_vfs.extend(vfs.iter().map(|(_, vf)| vf.addr()));
+        plans.push(PfPlan {
+            dev,
+            total_vfs,
+            vfs,
+        });
     }
-    Ok(Inventory { pfs })
+    Ok(plans)
 }
 
-fn scan_pf(sysfs: &Sysfs, dev: PciDevice, total_vfs: u32) -> Pf {
+/// What one scan looks up once rather than per device: which driver names
+/// are registered under `bus/pci/drivers` (a `driver` link naming a driver
+/// that is not there dangles: a malformed tree, or a module unloaded
+/// mid-scan, reported unknown), and pci.ids names (a linear search of the
+/// vendor's devices).
+struct ScanCache<'a> {
+    sysfs: &'a Sysfs,
+    registered: HashMap<String, bool>,
+    names: HashMap<(PciId, PciId), Ids>,
+}
+
+impl<'a> ScanCache<'a> {
+    fn new(sysfs: &'a Sysfs) -> Self {
+        Self {
+            sysfs,
+            registered: HashMap::new(),
+            names: HashMap::new(),
+        }
+    }
+
+    fn ids(
+        &mut self,
+        addr: PciAddress,
+        vendor: PciId,
+        device: Result<PciId, SysfsError>,
+    ) -> Option<Ids> {
+        let device = known("device", addr, device)?;
+        Some(
+            *self
+                .names
+                .entry((vendor, device))
+                .or_insert_with(|| Ids::new(vendor, device)),
+        )
+    }
+
+    fn driver(&mut self, dev: &PciDevice) -> Option<String> {
+        let name = known("driver", dev.addr(), dev.driver()).flatten()?;
+        let sysfs = self.sysfs;
+        let registered = *self
+            .registered
+            .entry(name.clone())
+            .or_insert_with(|| sysfs.pci_driver_dir(&name).is_some_and(|d| d.is_dir()));
+        if !registered {
+            tracing::warn!(pci = %dev.addr(), driver = %name, "driver unknown: its link names no registered driver");
+        }
+        registered.then_some(name)
+    }
+}
+
+fn scan_pf(cache: &mut ScanCache, index: &NetdevIndex, plan: &PfPlan) -> Pf {
+    let (dev, total_vfs) = (&plan.dev, plan.total_vfs);
     let addr = dev.addr();
-    let netdev = first_netdev(&dev);
+    let netdev = first_netdev(index, dev);
     let pf_link = netdev.as_ref().and_then(|n| n.link_type);
-    let vfs = known("VF list", addr, dev.virtfns())
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|(index, vf_addr)| {
-            let vf = sysfs.sibling_device(&dev, vf_addr);
-            if !vf.exists() {
-                tracing::warn!(pci = %vf_addr, pf = %addr, "VF vanished during scan");
-                return None;
-            }
-            Some(scan_vf(&vf, index, addr, pf_link))
-        })
+    let vfs = plan
+        .vfs
+        .iter()
+        .filter_map(|(i, vf)| scan_vf(cache, index, vf, *i, addr, pf_link))
         .collect();
     Pf {
         pci_address: addr,
-        ids: ids(&dev),
-        driver: known("driver", addr, dev.driver()).flatten(),
+        ids: known("vendor", addr, dev.vendor()).and_then(|v| cache.ids(addr, v, dev.device_id())),
+        driver: cache.driver(dev),
         netdev,
         num_vfs: known("sriov_numvfs", addr, dev.sriov_numvfs()),
         total_vfs,
@@ -206,18 +349,34 @@ fn scan_pf(sysfs: &Sysfs, dev: PciDevice, total_vfs: u32) -> Pf {
     }
 }
 
-fn scan_vf(dev: &PciDevice, index: u32, pf: PciAddress, pf_link: Option<LinkType>) -> Vf {
+/// One VF, or `None` when its directory is gone (VFs destroyed mid-scan, or
+/// a dangling `virtfnN` link). Existence is only checked when the first
+/// read fails, so a healthy VF costs no extra system call.
+fn scan_vf(
+    cache: &mut ScanCache,
+    netdevs: &NetdevIndex,
+    dev: &PciDevice,
+    index: u32,
+    pf: PciAddress,
+    pf_link: Option<LinkType>,
+) -> Option<Vf> {
     let addr = dev.addr();
-    let netdev = first_netdev(dev);
-    Vf {
+    let vendor = dev.vendor();
+    if vendor.is_err() && !dev.exists() {
+        tracing::warn!(pci = %addr, %pf, index, "skipping VF: its directory vanished during the scan");
+        return None;
+    }
+    let ids = known("vendor", addr, vendor).and_then(|v| cache.ids(addr, v, dev.device_id()));
+    let netdev = first_netdev(netdevs, dev);
+    Some(Vf {
         index,
         pci_address: addr,
         pf,
-        ids: ids(dev),
-        driver: known("driver", addr, dev.driver()).flatten(),
+        ids,
+        driver: cache.driver(dev),
         link_type: netdev.as_ref().and_then(|n| n.link_type).or(pf_link),
         netdev,
         numa_node: known("numa_node", addr, dev.numa_node()).flatten(),
         iommu_group: known("iommu_group", addr, dev.iommu_group()).flatten(),
-    }
+    })
 }

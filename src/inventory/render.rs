@@ -6,9 +6,26 @@ use super::{Ids, Inventory, Pf, Vf};
 
 const UNKNOWN: &str = "-";
 
+/// A cell's text, with control characters and whitespace from a malformed
+/// tree replaced so that one value can never break the table's layout.
 fn opt<T: ToString>(v: Option<T>) -> String {
-    v.map(|v| v.to_string())
+    v.map(|v| printable(&v.to_string()))
         .unwrap_or_else(|| UNKNOWN.to_string())
+}
+
+fn printable(s: &str) -> String {
+    if s.is_empty() {
+        return "\"\"".to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() || c.is_whitespace() {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 fn id_pair(ids: Option<&Ids>) -> String {
@@ -114,4 +131,17 @@ pub fn render_table(inv: &Inventory) -> String {
         columns(&mut out, "  ", &rows);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_cannot_break_the_layout() {
+        assert_eq!(opt(Some("up")), "up");
+        assert_eq!(opt(Some("a b\nc\x1b[31m")), "a?b?c?[31m");
+        assert_eq!(opt(Some("")), "\"\"");
+        assert_eq!(opt(None::<u32>), "-");
+    }
 }

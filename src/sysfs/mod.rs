@@ -5,6 +5,7 @@
 //! Paths are only ever formed from a [`PciAddress`], a validated interface
 //! name, and attribute names that are constants of this module.
 
+mod at;
 mod driver;
 mod net;
 mod pci;
@@ -111,10 +112,12 @@ impl Sysfs {
     /// the symlink again.
     pub fn pci_device(&self, addr: PciAddress) -> PciDevice {
         let link = self.pci_devices_dir().join(addr.to_string());
-        let dir = match fs::read_link(&link) {
-            Ok(target) => lexical_join(link.parent().unwrap_or(&self.root), &target),
-            Err(_) => link,
-        };
+        // A missing or absolute link falls back to the link path itself: the
+        // kernel then resolves it (and a missing device reads as not found).
+        let dir = fs::read_link(&link)
+            .ok()
+            .and_then(|target| lexical_join(&self.pci_devices_dir(), &target))
+            .unwrap_or(link);
         PciDevice::new(addr, dir)
     }
 
@@ -158,6 +161,42 @@ impl Sysfs {
         }
     }
 
+    /// Every netdev under `class/net` with the directory of the device that
+    /// owns it (resolved lexically from the link, as [`Sysfs::pci_device`]
+    /// resolves device links, so the two compare equal). Virtual netdevs
+    /// (`devices/virtual/net/...`) are included; entries whose link cannot
+    /// be read or does not end in `net/<name>` are skipped. One listing and
+    /// one readlink per netdev: cheaper than listing every device's `net/`.
+    pub fn class_net_owners(&self) -> Result<Vec<(String, PathBuf)>> {
+        let dir = self.root.join("class/net");
+        let names = read_dir_names(&dir)?;
+        let fd = at::DirFd::open(&dir).ok();
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            if !valid_ifname(&name) {
+                continue;
+            }
+            let target = match &fd {
+                Some(fd) => fd.read_link(Path::new(&name)),
+                None => fs::read_link(dir.join(&name)),
+            };
+            let Ok(target) = target else { continue };
+            let Some(nd_dir) = lexical_join(&dir, &target) else {
+                continue;
+            };
+            let owner = nd_dir
+                .parent()
+                .filter(|net| net.file_name().is_some_and(|n| n == "net"))
+                .and_then(Path::parent);
+            if let Some(owner) = owner
+                && nd_dir.file_name().is_some_and(|n| n == name.as_str())
+            {
+                out.push((name, owner.to_path_buf()));
+            }
+        }
+        Ok(out)
+    }
+
     /// `<root>/bus/pci/drivers/<driver>`; `None` for names that are not a
     /// single path component.
     pub fn pci_driver_dir(&self, driver: &str) -> Option<PathBuf> {
@@ -172,31 +211,41 @@ pub(crate) fn valid_component(s: &str) -> bool {
 
 /// Joins a relative symlink target to the directory holding the link,
 /// folding `..` lexically (sysfs links never point through other links
-/// that would make this differ from the kernel's resolution).
-pub(crate) fn lexical_join(base: &Path, target: &Path) -> PathBuf {
+/// that would make this differ from the kernel's resolution). `None` for
+/// an absolute target or one that climbs above `base`'s filesystem root:
+/// the kernel never makes those, and following them lexically could leave
+/// the configured sysfs root.
+pub(crate) fn lexical_join(base: &Path, target: &Path) -> Option<PathBuf> {
     let mut out = base.to_path_buf();
     for comp in target.components() {
         match comp {
             std::path::Component::ParentDir => {
-                out.pop();
+                if !out.pop() {
+                    return None;
+                }
             }
             std::path::Component::CurDir => {}
-            std::path::Component::RootDir => out = PathBuf::from("/"),
-            other => out.push(other.as_os_str()),
+            std::path::Component::Normal(c) => out.push(c),
+            std::path::Component::RootDir | std::path::Component::Prefix(_) => return None,
         }
     }
-    out
+    Some(out)
 }
 
-/// Reads a whole attribute file, trimmed of the kernel's trailing newline.
+/// Reads a whole attribute file (at most one page), trimmed of the
+/// kernel's trailing newline. Content that is not UTF-8 is an error naming
+/// the file. A FIFO in a fake tree is an error, not a hang.
 pub(crate) fn read_trimmed(path: &Path) -> Result<String> {
-    match fs::read_to_string(path) {
-        Ok(s) => Ok(s.trim_end_matches(['\n', '\0', ' ']).to_string()),
-        Err(source) => Err(SysfsError::Read {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .and_then(at::read_bounded)
+        .map_err(|source| SysfsError::Read {
             path: path.to_path_buf(),
             source,
-        }),
-    }
+        })
 }
 
 /// Reads an attribute and parses it, naming the file on bad content.
@@ -262,7 +311,40 @@ mod tests {
             Path::new("/sys/bus/pci/devices"),
             Path::new("../../../devices/pci0000:00/0000:00:02.0"),
         );
-        assert_eq!(p, Path::new("/sys/devices/pci0000:00/0000:00:02.0"));
+        assert_eq!(
+            p.as_deref(),
+            Some(Path::new("/sys/devices/pci0000:00/0000:00:02.0"))
+        );
+    }
+
+    #[test]
+    fn lexical_join_refuses_absolute_and_escaping_targets() {
+        let base = Path::new("/sys/bus");
+        assert_eq!(lexical_join(base, Path::new("/etc")), None);
+        assert_eq!(lexical_join(base, Path::new("../../../../etc")), None);
+        assert_eq!(
+            lexical_join(base, Path::new("./pci/../pci")).as_deref(),
+            Some(Path::new("/sys/bus/pci"))
+        );
+    }
+
+    #[test]
+    fn attributes_are_trimmed_bounded_and_utf8_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a");
+        fs::write(&p, "0x8086\n").unwrap();
+        assert_eq!(read_trimmed(&p).unwrap(), "0x8086");
+        fs::write(&p, "x".repeat(3 * at::ATTR_MAX)).unwrap();
+        assert_eq!(read_trimmed(&p).unwrap().len(), at::ATTR_MAX);
+        fs::write(&p, [0xff, 0xfe, b'\n']).unwrap();
+        let e = read_trimmed(&p).unwrap_err();
+        assert!(e.to_string().contains(&p.display().to_string()), "{e}");
+        assert!(read_trimmed(dir.path()).is_err());
+        assert!(
+            read_trimmed(&dir.path().join("missing"))
+                .unwrap_err()
+                .is_not_found()
+        );
     }
 
     #[test]

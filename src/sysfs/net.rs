@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::Result;
+use super::at::AttrDir;
 use super::pci::optional;
-use super::{Result, read_parsed, read_trimmed};
 
 /// ARPHRD_ETHER, the `type` of an Ethernet netdev.
 pub const ARPHRD_ETHER: u16 = 1;
@@ -57,11 +58,15 @@ pub fn valid_ifname(s: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct NetDev {
     name: String,
-    dir: PathBuf,
+    dir: AttrDir,
 }
 
 impl NetDev {
     pub(super) fn new(name: &str, dir: PathBuf) -> Self {
+        Self::at(name, AttrDir::new(dir))
+    }
+
+    pub(super) fn at(name: &str, dir: AttrDir) -> Self {
         Self {
             name: name.to_string(),
             dir,
@@ -75,17 +80,17 @@ impl NetDev {
 
     /// Its sysfs directory.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 
     /// Permanent-or-current hardware `address`, as the kernel prints it.
     pub fn address(&self) -> Result<Option<String>> {
-        optional(read_trimmed(&self.dir.join("address")))
+        optional(self.dir.read("address"))
     }
 
     /// ARPHRD `type`.
     pub fn arphrd(&self) -> Result<Option<u16>> {
-        optional(read_parsed(&self.dir.join("type"), |s| s.parse().ok()))
+        optional(self.dir.read_parsed("type", |s| s.parse().ok()))
     }
 
     /// Link type from `type`; `None` when absent or neither Ethernet nor IB.
@@ -95,12 +100,12 @@ impl NetDev {
 
     /// RFC 2863 `operstate` (`up`, `down`, `lowerlayerdown`, ...).
     pub fn operstate(&self) -> Result<Option<String>> {
-        optional(read_trimmed(&self.dir.join("operstate")))
+        optional(self.dir.read("operstate"))
     }
 
     /// `mtu`.
     pub fn mtu(&self) -> Result<Option<u32>> {
-        optional(read_parsed(&self.dir.join("mtu"), |s| s.parse().ok()))
+        optional(self.dir.read_parsed("mtu", |s| s.parse().ok()))
     }
 }
 

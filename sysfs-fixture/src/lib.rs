@@ -7,6 +7,7 @@
 //! Trees are described as data ([`PfSpec`], [`VfSpec`], [`NetSpec`]) and
 //! written by [`FakeSysfs`]; [`presets`] has the NICs fastpath supports.
 
+pub mod catalog;
 pub mod presets;
 
 use std::fs;
@@ -108,11 +109,16 @@ pub struct FakeSysfs {
     root: PathBuf,
 }
 
-/// Relative path from directory `from` to `to`, both relative to the root.
+/// The target of a link in directory `from` to `to` (both relative to the
+/// root), spelled as the kernel spells it (kernfs_get_target_path): climb
+/// from `from` until reaching an ancestor of `to`'s *parent*, then descend.
+/// So a link to an ancestor still names it (`net/eth0/device` ->
+/// `../../../0000:3b:00.0`, not `../..`).
 fn relative(from: &Path, to: &Path) -> PathBuf {
     let f: Vec<Component> = from.components().collect();
     let t: Vec<Component> = to.components().collect();
-    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
+    let to_parent = &t[..t.len().saturating_sub(1)];
+    let common = f.iter().zip(to_parent).take_while(|(a, b)| a == b).count();
     let mut out = PathBuf::new();
     for _ in common..f.len() {
         out.push("..");
@@ -123,14 +129,40 @@ fn relative(from: &Path, to: &Path) -> PathBuf {
     out
 }
 
-/// The devices/ directory of the root port a PF on `addr`'s bus sits under.
-fn parent_dir(addr: &str) -> PathBuf {
-    let domain = &addr[..4];
-    let bus = u8::from_str_radix(&addr[5..7], 16).unwrap_or(0);
-    PathBuf::from(format!(
+/// The devices/ directory of the root port a PF on `addr`'s bus sits under
+/// (VFs sit beside their PF there, as `pci_iov_add_virtfn` places them).
+fn parent_dir(addr: &str) -> io::Result<PathBuf> {
+    let (domain, bus) = match (addr.get(..4), addr.get(5..7)) {
+        (Some(d), Some(b)) if valid_addr(addr) => (d, b),
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not a PCI address: {addr:?}"),
+            ));
+        }
+    };
+    let bus = u8::from_str_radix(bus, 16).unwrap_or(0);
+    Ok(PathBuf::from(format!(
         "devices/pci{domain}:00/{domain}:00:{:02x}.0",
         bus % 0x20
-    ))
+    )))
+}
+
+/// `dddd:bb:dd.f` in lower-case hex, the only shape the builder writes.
+fn valid_addr(addr: &str) -> bool {
+    let b = addr.as_bytes();
+    let hex = |r: std::ops::Range<usize>| {
+        b[r].iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+    };
+    b.len() == 12
+        && b[4] == b':'
+        && b[7] == b':'
+        && b[10] == b'.'
+        && hex(0..4)
+        && hex(5..7)
+        && hex(8..10)
+        && hex(11..12)
 }
 
 impl FakeSysfs {
@@ -177,7 +209,7 @@ impl FakeSysfs {
 
     /// Writes a PF, its VFs, their drivers, netdevs and IOMMU groups.
     pub fn add_pf(&self, pf: &PfSpec) -> io::Result<()> {
-        let dir = parent_dir(&pf.addr).join(&pf.addr);
+        let dir = parent_dir(&pf.addr)?.join(&pf.addr);
         self.device(&dir, &pf.addr, pf.vendor, pf.device, pf.class, pf.numa_node)?;
         self.file(dir.join("sriov_totalvfs"), &format!("{}\n", pf.total_vfs))?;
         self.file(dir.join("sriov_numvfs"), &format!("{}\n", pf.vfs.len()))?;
@@ -202,7 +234,7 @@ impl FakeSysfs {
 
     /// Writes a function without SR-IOV (only ids, class, NUMA, driver).
     pub fn add_plain(&self, dev: &PfSpec) -> io::Result<()> {
-        let dir = parent_dir(&dev.addr).join(&dev.addr);
+        let dir = parent_dir(&dev.addr)?.join(&dev.addr);
         self.device(
             &dir,
             &dev.addr,
@@ -223,8 +255,9 @@ impl FakeSysfs {
 
     /// Writes VF `index` of `pf` (its directory, links both ways).
     pub fn add_vf(&self, pf: &PfSpec, index: usize, vf: &VfSpec) -> io::Result<()> {
-        let pf_dir = parent_dir(&pf.addr).join(&pf.addr);
-        let dir = parent_dir(&pf.addr).join(&vf.addr);
+        let pf_dir = parent_dir(&pf.addr)?.join(&pf.addr);
+        parent_dir(&vf.addr)?;
+        let dir = parent_dir(&pf.addr)?.join(&vf.addr);
         self.device(
             &dir,
             &vf.addr,
@@ -247,7 +280,7 @@ impl FakeSysfs {
 
     /// Removes every VF of `pf` the way the kernel does on `sriov_numvfs=0`.
     pub fn remove_vfs(&self, pf: &PfSpec) -> io::Result<()> {
-        let parent = parent_dir(&pf.addr);
+        let parent = parent_dir(&pf.addr)?;
         for (i, vf) in pf.vfs.iter().enumerate() {
             let _ = fs::remove_file(
                 self.root
@@ -259,7 +292,10 @@ impl FakeSysfs {
                 vf.netdev.as_ref(),
                 vf.iommu_group,
             )?;
-            fs::remove_dir_all(self.root.join(parent.join(&vf.addr)))?;
+            match fs::remove_dir_all(self.root.join(parent.join(&vf.addr))) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
             let _ = fs::remove_file(self.root.join("bus/pci/devices").join(&vf.addr));
         }
         self.file(parent.join(&pf.addr).join("sriov_numvfs"), "0\n")
@@ -378,6 +414,31 @@ mod tests {
         assert_eq!(
             relative(Path::new("devices/p/a"), Path::new("devices/p/b")),
             Path::new("../b")
+        );
+        // A link to an ancestor names it, as kernfs does.
+        assert_eq!(
+            relative(Path::new("devices/p/a/net/eth0"), Path::new("devices/p/a")),
+            Path::new("../../../a")
+        );
+        assert_eq!(
+            relative(Path::new("devices/p/a"), Path::new("bus/pci/drivers/ice")),
+            Path::new("../../../bus/pci/drivers/ice")
+        );
+    }
+}
+
+#[cfg(test)]
+mod addr_tests {
+    use super::*;
+
+    #[test]
+    fn bad_addresses_are_errors_not_panics() {
+        for bad in ["", "0000", "é000:3b:00.0", "0000:3b:00.0/", "0000:3B:00.0"] {
+            assert!(parent_dir(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            parent_dir("0000:3b:00.0").unwrap(),
+            Path::new("devices/pci0000:00/0000:00:1b.0")
         );
     }
 }

@@ -60,11 +60,12 @@ fn pf(
     first_vf: &str,
     num_vfs: usize,
     vf_driver: &str,
+    vf_stride: usize,
 ) -> PfSpec {
     let ib = netdev.arphrd == crate::INFINIBAND;
     let vfs = (0..num_vfs)
         .map(|i| {
-            let vf = nth_addr(first_vf, i);
+            let vf = nth_addr(first_vf, i * vf_stride);
             let name = format!("{}v{i}", netdev.name);
             let mac = mac_for(&vf, VF_OUI);
             VfSpec {
@@ -109,6 +110,7 @@ pub fn e810(addr: &str, ifname: &str, first_vf: &str, num_vfs: usize) -> PfSpec 
         first_vf,
         num_vfs,
         "iavf",
+        1,
     )
 }
 
@@ -125,6 +127,7 @@ pub fn x710(addr: &str, ifname: &str, first_vf: &str, num_vfs: usize) -> PfSpec 
         first_vf,
         num_vfs,
         "iavf",
+        1,
     )
 }
 
@@ -148,6 +151,7 @@ pub fn cx6dx_ether(
         first_vf,
         num_vfs,
         "mlx5_core",
+        1,
     );
     p.rdma = Some(format!("mlx5_{rdma_base}"));
     for (i, vf) in p.vfs.iter_mut().enumerate() {
@@ -175,6 +179,7 @@ pub fn cx6dx_infiniband(
         first_vf,
         num_vfs,
         "mlx5_core",
+        1,
     );
     p.rdma = Some(format!("mlx5_{rdma_base}"));
     for (i, vf) in p.vfs.iter_mut().enumerate() {
@@ -192,7 +197,13 @@ fn ib_mac(addr: &str) -> String {
     format!("00:00:10:87:fe:80:00:00:00:00:00:00:{tail}:00:01")
 }
 
-/// QEMU's emulated Intel 82576: igb PF 8086:10c9, igbvf VFs 8086:10ca, 7 VFs max.
+/// Routing-id distance between consecutive 82576 VFs (its SR-IOV
+/// capability's VF Stride; QEMU's igb has the same): VF 1 of PF 01:00.0 is
+/// 01:10.2 when VF 0 is 01:10.0.
+pub const IGB_VF_STRIDE: usize = 2;
+
+/// QEMU's emulated Intel 82576: igb PF 8086:10c9, igbvf VFs 8086:10ca, 7 VFs
+/// max, VF stride 2 (`first_vf` is VF 0; QEMU's is the PF's + 0x80).
 pub fn igb(addr: &str, ifname: &str, first_vf: &str, num_vfs: usize) -> PfSpec {
     let nd = NetSpec::ether(ifname, &mac_for(addr, [0x52, 0x54, 0x00]));
     pf(
@@ -205,6 +216,7 @@ pub fn igb(addr: &str, ifname: &str, first_vf: &str, num_vfs: usize) -> PfSpec {
         first_vf,
         num_vfs,
         "igbvf",
+        IGB_VF_STRIDE,
     )
 }
 
@@ -292,14 +304,15 @@ pub fn example_host() -> Vec<PfSpec> {
     ]
 }
 
-/// Writes [`example_host`] (plus a SATA controller) under `root`.
+/// Writes [`example_host`] (plus a SATA controller) under `root`: the
+/// `two-numa` fixture of [`crate::catalog`].
 pub fn write_example_host(root: &Path) -> io::Result<FakeSysfs> {
-    let fs = FakeSysfs::new(root)?;
-    for p in example_host() {
-        fs.add_pf(&p)?;
+    crate::catalog::Fixture {
+        name: "two-numa",
+        about: "",
+        pfs: example_host(),
     }
-    add_plain_device(&fs, "0000:00:1f.2", 0x8086, 0xa182, 0x010601)?;
-    Ok(fs)
+    .write(root)
 }
 
 #[cfg(test)]
