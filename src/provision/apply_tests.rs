@@ -113,9 +113,9 @@ fn recovery_finishes_an_interrupted_rebind() {
     // The round's first step was done; the second was reached. Were the
     // first re-run, it would unbind VF 1 from igbvf.
     let done = Step {
-        summary: "VF 0000:05:10.1 (from igbvf) to its kernel driver".into(),
+        summary: "VF 0000:05:10.2 (from igbvf) to its kernel driver".into(),
         actions: vec![Action::Unbind {
-            vf: vf("0000:05:10.1"),
+            vf: vf("0000:05:10.2"),
             driver: "igbvf".into(),
         }],
         undo: vec![],
@@ -146,9 +146,9 @@ fn recovery_finishes_an_interrupted_rebind() {
 #[test]
 fn recovery_rolls_back_a_step_it_cannot_finish() {
     let n = node(0..1);
-    let addr = vf("0000:05:10.1");
+    let addr = vf("0000:05:10.2");
     let step = Step {
-        summary: "VF 0000:05:10.1 (from igbvf) to nosuchdrv".into(),
+        summary: "VF 0000:05:10.2 (from igbvf) to nosuchdrv".into(),
         actions: vec![Action::Bind {
             vf: addr,
             driver: "nosuchdrv".into(),
@@ -210,7 +210,7 @@ fn a_kernel_that_ignores_writes_is_reported_not_looped_on() {
     .to_string();
     assert!(e.starts_with("still changes to make after 4 rounds"), "{e}");
     assert!(
-        e.contains("VF 0000:05:10.2 (from vfio-pci) to its kernel driver"),
+        e.contains("VF 0000:05:10.4 (from vfio-pci) to its kernel driver"),
         "{e}"
     );
 }

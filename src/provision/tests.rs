@@ -150,10 +150,10 @@ fn cases() -> Vec<Case> {
                 "bind 0000:05:10.0 to vfio-pci",
                 "clear 0000:05:10.0/driver_override",
                 "pin admin MAC of VF 1 on enp5s0 to 02:00:00:00:00:01",
-                "unbind 0000:05:10.1 from igbvf",
-                "write vfio-pci to 0000:05:10.1/driver_override",
-                "bind 0000:05:10.1 to vfio-pci",
-                "clear 0000:05:10.1/driver_override",
+                "unbind 0000:05:10.2 from igbvf",
+                "write vfio-pci to 0000:05:10.2/driver_override",
+                "bind 0000:05:10.2 to vfio-pci",
+                "clear 0000:05:10.2/driver_override",
             ]),
             held_out: &[],
         },
@@ -168,10 +168,10 @@ fn cases() -> Vec<Case> {
                 "clear 0000:05:10.0/driver_override",
                 "probe 0000:05:10.0 (drivers_probe)",
                 "wait for 0000:05:10.0 driver and netdev",
-                "unbind 0000:05:10.1 from vfio-pci",
-                "clear 0000:05:10.1/driver_override",
-                "probe 0000:05:10.1 (drivers_probe)",
-                "wait for 0000:05:10.1 driver and netdev",
+                "unbind 0000:05:10.2 from vfio-pci",
+                "clear 0000:05:10.2/driver_override",
+                "probe 0000:05:10.2 (drivers_probe)",
+                "wait for 0000:05:10.2 driver and netdev",
             ]),
             held_out: &[],
         },
@@ -182,9 +182,9 @@ fn cases() -> Vec<Case> {
             held: &[],
             facts: no_change,
             expect: Actions(&[
-                "clear 0000:05:10.1/driver_override",
-                "probe 0000:05:10.1 (drivers_probe)",
-                "wait for 0000:05:10.1 driver and netdev",
+                "clear 0000:05:10.2/driver_override",
+                "probe 0000:05:10.2 (drivers_probe)",
+                "wait for 0000:05:10.2 driver and netdev",
             ]),
             held_out: &[],
         },
@@ -260,10 +260,10 @@ fn cases() -> Vec<Case> {
             held: &["0000:05:10.0"],
             facts: no_change,
             expect: Actions(&[
-                "unbind 0000:05:10.1 from igbvf",
-                "write vfio-pci to 0000:05:10.1/driver_override",
-                "bind 0000:05:10.1 to vfio-pci",
-                "clear 0000:05:10.1/driver_override",
+                "unbind 0000:05:10.2 from igbvf",
+                "write vfio-pci to 0000:05:10.2/driver_override",
+                "bind 0000:05:10.2 to vfio-pci",
+                "clear 0000:05:10.2/driver_override",
             ]),
             held_out: &["0000:05:10.0"],
         },
@@ -271,13 +271,13 @@ fn cases() -> Vec<Case> {
             name: "count change that would destroy a held VF is held",
             pfs: vec![igb_with(4)],
             policy: "policies: [{pfNames: [enp5s0], numVfs: 2, vfMtu: 9000}]",
-            held: &["0000:05:10.3"],
+            held: &["0000:05:10.6"],
             facts: no_change,
             expect: Actions(&[
                 "set mtu of enp5s0v0 (VF 0000:05:10.0) to 9000",
-                "set mtu of enp5s0v1 (VF 0000:05:10.1) to 9000",
+                "set mtu of enp5s0v1 (VF 0000:05:10.2) to 9000",
             ]),
-            held_out: &["0000:05:10.3"],
+            held_out: &["0000:05:10.6"],
         },
         Case {
             name: "totalvfs exceeded",
@@ -519,14 +519,14 @@ fn every_step_knows_how_to_undo_itself() {
             "clear 0000:05:10.0/driver_override"
         ]
     );
-    assert_eq!(undo[1], ["set mtu of enp5s0v1 (VF 0000:05:10.1) to 1500"]);
+    assert_eq!(undo[1], ["set mtu of enp5s0v1 (VF 0000:05:10.2) to 1500"]);
     assert_eq!(
         undo[3],
         [
-            "unbind 0000:05:10.3 from (any)",
-            "write vfio-pci to 0000:05:10.3/driver_override",
-            "bind 0000:05:10.3 to vfio-pci",
-            "clear 0000:05:10.3/driver_override"
+            "unbind 0000:05:10.6 from (any)",
+            "write vfio-pci to 0000:05:10.6/driver_override",
+            "bind 0000:05:10.6 to vfio-pci",
+            "clear 0000:05:10.6/driver_override"
         ]
     );
     let inv = inventory_of(&[igb_with(4)]);

@@ -157,11 +157,11 @@ mod tests {
             .iommu_groups(10);
         fs.add_pf(&pf).unwrap();
         let s = Sysfs::new(dir.path());
-        let vf: PciAddress = "0000:05:10.1".parse().unwrap();
+        let vf: PciAddress = "0000:05:10.2".parse().unwrap();
         let dev = s.pci_device(vf);
         dev.unbind().unwrap();
         let igbvf = dir.path().join("bus/pci/drivers/igbvf/unbind");
-        assert_eq!(std::fs::read_to_string(igbvf).unwrap(), "0000:05:10.1");
+        assert_eq!(std::fs::read_to_string(igbvf).unwrap(), "0000:05:10.2");
         dev.set_driver_override(Some("vfio-pci")).unwrap();
         assert_eq!(dev.driver_override().unwrap().as_deref(), Some("vfio-pci"));
         dev.set_driver_override(None).unwrap();
@@ -169,7 +169,7 @@ mod tests {
         assert!(dev.set_driver_override(Some("../x")).is_err());
         s.drivers_probe(vf).unwrap();
         let probe = dir.path().join("bus/pci/drivers_probe");
-        assert_eq!(std::fs::read_to_string(probe).unwrap(), "0000:05:10.1");
+        assert_eq!(std::fs::read_to_string(probe).unwrap(), "0000:05:10.2");
         let drv = s.pci_driver("igbvf").unwrap();
         assert!(drv.exists());
         drv.bind(vf).unwrap();
