@@ -5,5 +5,7 @@
 
 pub mod cli;
 pub mod inventory;
+pub mod netlink;
+pub mod netns;
 pub mod pci;
 pub mod sysfs;
