@@ -4,6 +4,7 @@
 //! (`inventory`); the binary in `main.rs` dispatches CLI commands in `cli`.
 
 pub mod cli;
+pub mod cni;
 pub mod inventory;
 pub mod netlink;
 pub mod netns;

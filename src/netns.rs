@@ -151,7 +151,10 @@ mod tests {
             .run(|| std::fs::read_link("/proc/thread-self/ns/net").unwrap())
             .unwrap();
         assert_eq!(inside, before);
-        assert_eq!(std::fs::read_link("/proc/thread-self/ns/net").unwrap(), before);
+        assert_eq!(
+            std::fs::read_link("/proc/thread-self/ns/net").unwrap(),
+            before
+        );
     }
 
     #[test]

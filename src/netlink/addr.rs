@@ -102,9 +102,8 @@ impl Netlink {
         msg.attributes.push(RouteAttribute::Oif(link.index));
         let name = &link.name;
         let via = gw.map(|g| format!(" via {g}")).unwrap_or_default();
-        self.create(
-            RouteNetlinkMessage::NewRoute(msg),
-            &|| format!("adding route {dst}/{prefix}{via} on {name}"),
-        )
+        self.create(RouteNetlinkMessage::NewRoute(msg), &|| {
+            format!("adding route {dst}/{prefix}{via} on {name}")
+        })
     }
 }

@@ -171,7 +171,13 @@ mod tests {
     fn macs_round_trip_and_malformed_ones_are_refused() {
         let m = parse_mac("02:AB:00:00:00:01").unwrap();
         assert_eq!(format_mac(&m), "02:ab:00:00:00:01");
-        for bad in ["", "02:ab", "02:ab:00:00:00:01:02", "0g:00:00:00:00:00", "2:ab:0:0:0:1"] {
+        for bad in [
+            "",
+            "02:ab",
+            "02:ab:00:00:00:01:02",
+            "0g:00:00:00:00:00",
+            "2:ab:0:0:0:1",
+        ] {
             assert!(parse_mac(bad).is_none(), "{bad}");
         }
     }

@@ -10,7 +10,8 @@ pub mod link;
 pub mod vf;
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
@@ -88,8 +89,12 @@ impl Netlink {
     /// Sends a request that creates an object (address, route) and waits
     /// for its ack; an existing object is an error (EEXIST).
     pub fn create(&mut self, msg: RouteNetlinkMessage, what: &dyn Fn() -> String) -> Result<()> {
-        self.exchange(msg, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, what)
-            .map(|_| ())
+        self.exchange(
+            msg,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            what,
+        )
+        .map(|_| ())
     }
 
     /// Sends a get request and returns every answer (one for a single get,

@@ -413,7 +413,8 @@ mod tests {
         };
         let e = nl.set_vf(&pf, 0, &VfSetting::Trust(true)).unwrap_err();
         assert!(
-            e.to_string().starts_with("PF lo (driver loopback) refused trust on"),
+            e.to_string()
+                .starts_with("PF lo (driver loopback) refused trust on"),
             "{e}"
         );
         assert!(matches!(nl.vf_state(&pf, 0), Err(VfError::NoSuchVf { .. })));

@@ -1,0 +1,272 @@
+//! Durable attachment records, one per VF under `<state>/cni/<pci>.json`:
+//! who holds the VF, its original state, and how far ADD got. Written by
+//! temp file + fsync + rename (+ fsync of the directory) before the first
+//! change, so a crash at any point leaves enough to undo it.
+//!
+//! [`list`] is the public read API for the agent and provisioning.
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{CniError, CniResult};
+use super::plan::Step;
+use crate::netlink::vf::VfState;
+use crate::pci::PciAddress;
+
+/// Format version of the record file.
+pub const RECORD_VERSION: u32 = 1;
+
+/// The VF's state before fastpath touched it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Original {
+    /// Host netdev name (kernel VFs).
+    pub ifname: Option<String>,
+    /// Host netdev MAC.
+    pub mac: Option<String>,
+    /// Host netdev MTU.
+    pub mtu: Option<u32>,
+    /// The PF's view of the VF, when PF-side settings were requested.
+    pub pf_side: Option<VfState>,
+}
+
+/// Where ADD got to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// ADD is running (or died): steps up to `reached` may have run.
+    Adding,
+    /// ADD finished.
+    Attached,
+}
+
+/// One VF attachment, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// File format version.
+    pub version: u32,
+    /// The VF.
+    pub pci: PciAddress,
+    /// Its PF.
+    pub pf_pci: PciAddress,
+    /// PF netdev name, if it has one.
+    pub pf_name: Option<String>,
+    /// PF driver.
+    pub pf_driver: String,
+    /// VF index on the PF.
+    pub vf_index: u32,
+    /// No netdev (vfio-pci / uio): nothing moves.
+    pub dpdk: bool,
+    /// Network name from the config.
+    pub network: String,
+    /// CNI_CONTAINERID.
+    pub container_id: String,
+    /// CNI_IFNAME.
+    pub ifname: String,
+    /// CNI_NETNS.
+    pub netns: Option<PathBuf>,
+    /// K8S_POD_NAMESPACE.
+    pub pod_namespace: Option<String>,
+    /// K8S_POD_NAME.
+    pub pod_name: Option<String>,
+    /// K8S_POD_UID.
+    pub pod_uid: Option<String>,
+    /// Seconds since the epoch when ADD started.
+    pub since: u64,
+    /// The VF's original state.
+    pub original: Original,
+    /// The planned steps.
+    pub plan: Vec<Step>,
+    /// Steps started so far (`plan[..reached]`).
+    pub reached: usize,
+    /// Phase.
+    pub phase: Phase,
+    /// The result returned by ADD (for CHECK).
+    pub result: Option<serde_json::Value>,
+}
+
+/// Who holds a VF: the public summary the agent and provisioning read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attachment {
+    /// The VF's PCI address.
+    pub pci: PciAddress,
+    /// CNI_CONTAINERID.
+    pub container_id: String,
+    /// Interface name in the pod.
+    pub ifname: String,
+    /// Netns path.
+    pub netns: Option<PathBuf>,
+    /// Pod namespace.
+    pub pod_namespace: Option<String>,
+    /// Pod name.
+    pub pod_name: Option<String>,
+    /// Pod UID.
+    pub pod_uid: Option<String>,
+    /// Seconds since the epoch when the attachment started.
+    pub since: u64,
+    /// DPDK VF (no netdev moved).
+    pub dpdk: bool,
+    /// True once ADD completed.
+    pub attached: bool,
+}
+
+impl From<&Record> for Attachment {
+    fn from(r: &Record) -> Self {
+        Self {
+            pci: r.pci,
+            container_id: r.container_id.clone(),
+            ifname: r.ifname.clone(),
+            netns: r.netns.clone(),
+            pod_namespace: r.pod_namespace.clone(),
+            pod_name: r.pod_name.clone(),
+            pod_uid: r.pod_uid.clone(),
+            since: r.since,
+            dpdk: r.dpdk,
+            attached: r.phase == Phase::Attached,
+        }
+    }
+}
+
+/// `<state>/cni`.
+pub fn records_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("cni")
+}
+
+fn record_path(state_dir: &Path, pci: PciAddress) -> PathBuf {
+    records_dir(state_dir).join(format!("{pci}.json"))
+}
+
+/// Creates a directory (and parents) with mode 0700.
+pub fn ensure_dir(dir: &Path) -> CniResult<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| CniError::io(format!("creating {}", dir.display()), e))
+}
+
+/// Writes `bytes` to `path` durably: temp file (0600), fsync, rename,
+/// fsync of the directory.
+pub fn write_durably(path: &Path, bytes: &[u8]) -> CniResult<()> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("record"),
+        std::process::id()
+    ));
+    let io = |what: &str, e: std::io::Error| CniError::io(format!("{what} {}", tmp.display()), e);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| io("creating", e))?;
+    f.write_all(bytes).map_err(|e| io("writing", e))?;
+    f.sync_all().map_err(|e| io("syncing", e))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(|e| {
+        CniError::io(
+            format!("renaming {} to {}", tmp.display(), path.display()),
+            e,
+        )
+    })?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Saves a record (creating `<state>/cni` 0700 if needed).
+pub fn save(state_dir: &Path, r: &Record) -> CniResult<()> {
+    let dir = records_dir(state_dir);
+    ensure_dir(&dir)?;
+    let bytes = serde_json::to_vec_pretty(r).map_err(|e| CniError::io("encoding record", e))?;
+    write_durably(&record_path(state_dir, r.pci), &bytes)
+}
+
+/// The record of a VF, if any. A corrupt record is an error naming it.
+pub fn load(state_dir: &Path, pci: PciAddress) -> CniResult<Option<Record>> {
+    let path = record_path(state_dir, pci);
+    match fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+            CniError::new(
+                super::error::code::DECODE,
+                format!("corrupt record {}", path.display()),
+                e.to_string(),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(CniError::io(format!("reading {}", path.display()), e)),
+    }
+}
+
+/// Removes a VF's record (after restoration completed).
+pub fn remove(state_dir: &Path, pci: PciAddress) -> CniResult<()> {
+    let path = record_path(state_dir, pci);
+    match fs::remove_file(&path) {
+        Ok(()) => {
+            if let Ok(d) = fs::File::open(records_dir(state_dir)) {
+                let _ = d.sync_all();
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CniError::io(format!("removing {}", path.display()), e)),
+    }
+}
+
+/// Every record, sorted by PCI address; unreadable ones are skipped with
+/// a warning so one bad file does not hide the others.
+pub fn load_all(state_dir: &Path) -> CniResult<Vec<Record>> {
+    let dir = records_dir(state_dir);
+    let rd = match fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(CniError::io(format!("listing {}", dir.display()), e)),
+    };
+    let mut out = Vec::new();
+    for entry in rd.flatten() {
+        let name = entry.file_name();
+        let Some(pci) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".json"))
+            .and_then(|n| n.parse::<PciAddress>().ok())
+        else {
+            continue;
+        };
+        match load(state_dir, pci) {
+            Ok(Some(r)) => out.push(r),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("skipping record: {e}"),
+        }
+    }
+    out.sort_by_key(|r| r.pci);
+    Ok(out)
+}
+
+/// Who holds which VF: every attachment recorded under `state_dir`.
+pub fn list(state_dir: &Path) -> CniResult<Vec<Attachment>> {
+    Ok(load_all(state_dir)?.iter().map(Attachment::from).collect())
+}
+
+/// The record of the attachment `(container_id, ifname)`, if any.
+pub fn find_attachment(
+    state_dir: &Path,
+    container_id: &str,
+    ifname: &str,
+) -> CniResult<Option<Record>> {
+    Ok(load_all(state_dir)?
+        .into_iter()
+        .find(|r| r.container_id == container_id && r.ifname == ifname))
+}
+
+/// True when a path has mode bits no wider than `mode`.
+pub fn mode_at_most(path: &Path, mode: u32) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o777 & !mode == 0)
+}
