@@ -98,6 +98,45 @@ pub fn exec(command: &str, env: &CniEnv, plugin: &str, netconf: &Value) -> CniRe
     })
 }
 
+/// Runs `command` with `netconf`; a plugin that predates cniVersion 1.1.0
+/// (Debian 12 ships 1.0.0 plugins) refuses it with code 1, and since ADD,
+/// DEL and CHECK mean the same in 1.0.0 the request is retried there.
+fn exec_compat(
+    command: &str,
+    env: &CniEnv,
+    plugin: &str,
+    mut netconf: Value,
+) -> CniResult<Vec<u8>> {
+    match exec(command, env, plugin, &netconf) {
+        Err(e)
+            if e.code == code::INCOMPATIBLE_VERSION
+                && netconf.get("cniVersion").and_then(Value::as_str) == Some("1.1.0") =>
+        {
+            tracing::debug!(
+                plugin,
+                "IPAM plugin refuses 1.1.0; retrying {command} as 1.0.0"
+            );
+            netconf["cniVersion"] = Value::from("1.0.0");
+            exec(command, env, plugin, &netconf)
+        }
+        r => r,
+    }
+}
+
+/// True when the plugin's VERSION lists `version`.
+fn supports(env: &CniEnv, plugin: &str, version: &str) -> CniResult<bool> {
+    let out = exec(
+        "VERSION",
+        env,
+        plugin,
+        &serde_json::json!({"cniVersion": version}),
+    )?;
+    let v: Value = serde_json::from_slice(&out).unwrap_or_default();
+    Ok(v.get("supportedVersions")
+        .and_then(Value::as_array)
+        .is_some_and(|l| l.iter().any(|x| x.as_str() == Some(version))))
+}
+
 /// The config handed to IPAM: the caller's, with fastpath's prevResult
 /// where the verb needs one.
 fn netconf(conf: &Config, prev: Option<&Value>) -> Value {
@@ -117,7 +156,7 @@ pub fn add(conf: &Config, env: &CniEnv) -> CniResult<Option<IpamResult>> {
     if let Some(o) = nc.as_object_mut() {
         o.remove("prevResult");
     }
-    let out = exec("ADD", env, plugin, &nc)?;
+    let out = exec_compat("ADD", env, plugin, nc)?;
     IpamResult::parse(&out, plugin).map(Some)
 }
 
@@ -126,13 +165,7 @@ pub fn del(conf: &Config, env: &CniEnv) -> CniResult<()> {
     let Some(plugin) = &conf.ipam_type else {
         return Ok(());
     };
-    exec(
-        "DEL",
-        env,
-        plugin,
-        &netconf(conf, conf.prev_result.as_ref()),
-    )
-    .map(|_| ())
+    exec_compat("DEL", env, plugin, netconf(conf, conf.prev_result.as_ref())).map(|_| ())
 }
 
 /// IPAM CHECK with the caller's prevResult.
@@ -140,20 +173,27 @@ pub fn check(conf: &Config, env: &CniEnv) -> CniResult<()> {
     let Some(plugin) = &conf.ipam_type else {
         return Ok(());
     };
-    exec(
+    exec_compat(
         "CHECK",
         env,
         plugin,
-        &netconf(conf, conf.prev_result.as_ref()),
+        netconf(conf, conf.prev_result.as_ref()),
     )
     .map(|_| ())
 }
 
-/// Forwards STATUS or GC (1.1 verbs) to IPAM; plugins that predate them
-/// answer with an error, which is returned.
+/// Forwards STATUS or GC (1.1 verbs) to IPAM, as libcni does only to
+/// plugins whose VERSION lists 1.1.0; older ones are skipped.
 pub fn forward(verb: &str, conf: &Config, env: &CniEnv) -> CniResult<()> {
     let Some(plugin) = &conf.ipam_type else {
         return Ok(());
     };
+    if !supports(env, plugin, "1.1.0")? {
+        tracing::debug!(
+            plugin,
+            "IPAM plugin predates CNI 1.1.0; not forwarding {verb}"
+        );
+        return Ok(());
+    }
     exec(verb, env, plugin, &conf.raw).map(|_| ())
 }
