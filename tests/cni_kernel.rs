@@ -335,9 +335,9 @@ fn parallel_add_del_on_32_vfs_leaks_nothing() {
             });
         }
     });
-    for i in 0..N {
+    for (i, pod) in pods.iter().enumerate() {
         h.assert_vf_home(i);
-        assert!(ns_link(&pods[i], "net1").is_none());
+        assert!(ns_link(pod, "net1").is_none());
     }
     assert!(h.records().is_empty(), "{:?}", h.records());
     assert!(h.leases().is_empty(), "{:?}", h.leases());

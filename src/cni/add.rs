@@ -31,6 +31,9 @@ pub fn add(env: &CniEnv, conf: &Config, hook: &dyn StepHook) -> CniResult<Value>
     if conf.has_vf_settings() {
         dev.pf()?;
     }
+    if let Some(plugin) = &conf.ipam_type {
+        ipam::find(env, plugin)?;
+    }
     let netns_path = env.netns.as_deref().unwrap_or(std::path::Path::new(""));
     let pod = NetNs::open(netns_path).map_err(|e| {
         CniError::new(

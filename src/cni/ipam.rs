@@ -12,8 +12,8 @@ use super::env::CniEnv;
 use super::error::{CniError, CniResult, code};
 use super::result::IpamResult;
 
-/// Finds `plugin` in CNI_PATH.
-fn find(env: &CniEnv, plugin: &str) -> CniResult<PathBuf> {
+/// Finds `plugin` in CNI_PATH (ADD checks this before changing anything).
+pub fn find(env: &CniEnv, plugin: &str) -> CniResult<PathBuf> {
     env.path
         .iter()
         .map(|d| d.join(plugin))

@@ -143,10 +143,10 @@ pub fn shape(r: &AddResult, version: &str) -> Value {
     if let Some(m) = &r.interface.mac {
         iface.insert("mac".into(), json!(m));
     }
-    if version == "1.1.0" {
-        if let Some(m) = r.interface.mtu {
-            iface.insert("mtu".into(), json!(m));
-        }
+    if version == "1.1.0"
+        && let Some(m) = r.interface.mtu
+    {
+        iface.insert("mtu".into(), json!(m));
     }
     if let Some(s) = &r.interface.sandbox {
         iface.insert("sandbox".into(), json!(s));
