@@ -13,7 +13,7 @@ use super::error::{CniError, CniResult, code};
 use super::ipam;
 use super::lock::lock_vf;
 use super::plan::{Step, StepHook, plan_add};
-use super::records::{self, Original, Phase, Record, write_durably};
+use super::records::{self, Durability, Original, Phase, Record, write_atomic};
 use super::result::{AddResult, Interface, IpNet, IpamResult, shape};
 use super::undo::{UndoCtx, undo};
 use crate::netlink::Netlink;
@@ -92,7 +92,12 @@ pub fn add(env: &CniEnv, conf: &Config, hook: &dyn StepHook) -> CniResult<Value>
         phase: Phase::Adding,
         result: None,
     };
-    records::save(&env.state_dir, &record)?;
+    // The record's content is on disk before the first change; the
+    // directory entry's fsync (the slowest part on a disk) overlaps the
+    // first steps and is joined before ADD answers.
+    records::save(&env.state_dir, &record, Durability::FileOnly)?;
+    let dir = records::records_dir(&env.state_dir);
+    let dir_sync = std::thread::spawn(move || records::sync_dir(&dir));
 
     let mut exec = Exec {
         env,
@@ -104,14 +109,22 @@ pub fn add(env: &CniEnv, conf: &Config, hook: &dyn StepHook) -> CniResult<Value>
         ipam: None,
         addresses: Vec::new(),
     };
-    match exec.run(&steps, hook) {
+    let outcome = exec.run(&steps, hook);
+    match dir_sync.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!("{e}"),
+        Err(_) => tracing::error!("syncing the records dir panicked"),
+    }
+    match outcome {
         Ok(()) => {
             let result = exec.result();
             let shaped = shape(&result, &conf.cni_version);
             record.reached = steps.len();
             record.phase = Phase::Attached;
             record.result = Some(shaped.clone());
-            records::save(&env.state_dir, &record)?;
+            // Atomic is enough: the Adding record already on disk leads a
+            // later DEL or GC to the same undo.
+            records::save(&env.state_dir, &record, Durability::Atomic)?;
             if let Some(path) = &conf.device_info_file {
                 write_device_info(path, &dev)?;
             }
@@ -216,7 +229,8 @@ fn original_state(host: &mut Netlink, conf: &Config, dev: &VfDevice) -> CniResul
     Ok(original)
 }
 
-/// The device-info file Multus asked for (written durably, 0600).
+/// The device-info file Multus asked for (atomic, 0600; Multus reads it
+/// right after ADD and deletes it itself, so it needs no fsync).
 fn write_device_info(path: &std::path::Path, dev: &VfDevice) -> CniResult<()> {
     let info = json!({
         "type": "pci",
@@ -226,7 +240,7 @@ fn write_device_info(path: &std::path::Path, dev: &VfDevice) -> CniResult<()> {
     if let Some(dir) = path.parent() {
         records::ensure_dir(dir)?;
     }
-    write_durably(path, info.to_string().as_bytes())
+    write_atomic(path, info.to_string().as_bytes(), Durability::Atomic)
 }
 
 /// Runs the steps of one ADD.

@@ -10,7 +10,7 @@ use super::env::CniEnv;
 use super::error::{CniError, CniResult, code};
 use super::ipam;
 use super::lock::lock_vf;
-use super::records::{self, ensure_dir, records_dir, write_durably};
+use super::records::{self, Durability, ensure_dir, records_dir, write_atomic};
 use crate::sysfs::Sysfs;
 
 /// STATUS: ready when the state dir is writable and IPAM answers STATUS.
@@ -18,7 +18,7 @@ pub fn status(env: &CniEnv, conf: &Config) -> CniResult<()> {
     let dir = records_dir(&env.state_dir);
     let probe = dir.join(".status-probe");
     ensure_dir(&dir)
-        .and_then(|_| write_durably(&probe, b"ok"))
+        .and_then(|_| write_atomic(&probe, b"ok", Durability::Atomic))
         .map_err(|e| CniError::new(code::NOT_AVAILABLE, "state dir not writable", e.to_string()))?;
     let _ = std::fs::remove_file(&probe);
     ipam::forward("STATUS", conf, env)

@@ -148,9 +148,22 @@ pub fn ensure_dir(dir: &Path) -> CniResult<()> {
         .map_err(|e| CniError::io(format!("creating {}", dir.display()), e))
 }
 
-/// Writes `bytes` to `path` durably: temp file (0600), fsync, rename,
-/// fsync of the directory.
-pub fn write_durably(path: &Path, bytes: &[u8]) -> CniResult<()> {
+/// How hard a write insists on reaching the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync the temp file before the rename, and the directory after it.
+    Full,
+    /// fsync the temp file before the rename; the caller syncs the
+    /// directory (with [`sync_dir`], possibly on another thread).
+    FileOnly,
+    /// Rename only: atomic against a process crash, not a power loss. For
+    /// writes that only refine a record already on disk.
+    Atomic,
+}
+
+/// Writes `bytes` to `path` atomically: temp file (0600), optional fsync,
+/// rename, optional fsync of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> CniResult<()> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     let tmp = dir.join(format!(
         ".{}.tmp.{}",
@@ -168,7 +181,9 @@ pub fn write_durably(path: &Path, bytes: &[u8]) -> CniResult<()> {
         .open(&tmp)
         .map_err(|e| io("creating", e))?;
     f.write_all(bytes).map_err(|e| io("writing", e))?;
-    f.sync_all().map_err(|e| io("syncing", e))?;
+    if durability != Durability::Atomic {
+        f.sync_all().map_err(|e| io("syncing", e))?;
+    }
     drop(f);
     fs::rename(&tmp, path).map_err(|e| {
         CniError::io(
@@ -176,18 +191,30 @@ pub fn write_durably(path: &Path, bytes: &[u8]) -> CniResult<()> {
             e,
         )
     })?;
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
+    if durability == Durability::Full {
+        sync_dir(dir)?;
     }
     Ok(())
 }
 
+/// Writes `bytes` to `path` durably (temp file, fsync, rename, fsync dir).
+pub fn write_durably(path: &Path, bytes: &[u8]) -> CniResult<()> {
+    write_atomic(path, bytes, Durability::Full)
+}
+
+/// fsyncs a directory, making renames and removals in it durable.
+pub fn sync_dir(dir: &Path) -> CniResult<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| CniError::io(format!("syncing {}", dir.display()), e))
+}
+
 /// Saves a record (creating `<state>/cni` 0700 if needed).
-pub fn save(state_dir: &Path, r: &Record) -> CniResult<()> {
+pub fn save(state_dir: &Path, r: &Record, durability: Durability) -> CniResult<()> {
     let dir = records_dir(state_dir);
     ensure_dir(&dir)?;
     let bytes = serde_json::to_vec_pretty(r).map_err(|e| CniError::io("encoding record", e))?;
-    write_durably(&record_path(state_dir, r.pci), &bytes)
+    write_atomic(&record_path(state_dir, r.pci), &bytes, durability)
 }
 
 /// The record of a VF, if any. A corrupt record is an error naming it.
@@ -210,12 +237,9 @@ pub fn load(state_dir: &Path, pci: PciAddress) -> CniResult<Option<Record>> {
 pub fn remove(state_dir: &Path, pci: PciAddress) -> CniResult<()> {
     let path = record_path(state_dir, pci);
     match fs::remove_file(&path) {
-        Ok(()) => {
-            if let Ok(d) = fs::File::open(records_dir(state_dir)) {
-                let _ = d.sync_all();
-            }
-            Ok(())
-        }
+        // Not synced: a record that reappears after a power loss names a
+        // netns that no longer exists, and restoring it again is harmless.
+        Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(CniError::io(format!("removing {}", path.display()), e)),
     }
