@@ -7,7 +7,7 @@
 
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -290,7 +290,103 @@ pub fn find_attachment(
         .find(|r| r.container_id == container_id && r.ifname == ifname))
 }
 
-/// True when a path has mode bits no wider than `mode`.
-pub fn mode_at_most(path: &Path, mode: u32) -> bool {
-    fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o777 & !mode == 0)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn record(pci: &str, container: &str) -> Record {
+        Record {
+            version: RECORD_VERSION,
+            pci: pci.parse().unwrap(),
+            pf_pci: "0000:3b:00.0".parse().unwrap(),
+            pf_name: Some("ens1f0".into()),
+            pf_driver: "ice".into(),
+            vf_index: 0,
+            dpdk: false,
+            network: "n".into(),
+            container_id: container.into(),
+            ifname: "net1".into(),
+            netns: Some("/run/netns/p".into()),
+            pod_namespace: Some("ns".into()),
+            pod_name: Some("p".into()),
+            pod_uid: Some("u".into()),
+            since: 1,
+            original: Original {
+                ifname: Some("ens1f0v0".into()),
+                mac: Some("02:00:00:00:00:01".into()),
+                mtu: Some(1500),
+                pf_side: None,
+            },
+            plan: vec![Step::MoveToPod, Step::Up],
+            reached: 0,
+            phase: Phase::Adding,
+            result: None,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_with_tight_permissions_and_list_who_holds_what() {
+        let state = tempfile::tempdir().unwrap();
+        let a = record("0000:3b:01.1", "ca");
+        let b = record("0000:3b:01.0", "cb");
+        for (r, d) in [(&a, Durability::Full), (&b, Durability::Atomic)] {
+            save(state.path(), r, d).unwrap();
+        }
+        assert_eq!(load(state.path(), a.pci).unwrap(), Some(a.clone()));
+        let dir = records_dir(state.path());
+        assert_eq!(
+            fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        let file = dir.join("0000:3b:01.1.json");
+        assert_eq!(
+            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let held = list(state.path()).unwrap();
+        assert_eq!(
+            held.iter()
+                .map(|h| h.container_id.as_str())
+                .collect::<Vec<_>>(),
+            ["cb", "ca"],
+            "sorted by PCI address"
+        );
+        assert_eq!(held[0].pod_uid.as_deref(), Some("u"));
+        assert!(!held[0].attached);
+        assert_eq!(
+            find_attachment(state.path(), "ca", "net1")
+                .unwrap()
+                .map(|r| r.pci),
+            Some(a.pci)
+        );
+        remove(state.path(), a.pci).unwrap();
+        remove(state.path(), a.pci).unwrap();
+        assert_eq!(list(state.path()).unwrap().len(), 1);
+        // No temp files are left behind.
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["0000:3b:01.0.json"]);
+    }
+
+    #[test]
+    fn a_corrupt_record_is_named_and_skipped_by_list() {
+        let state = tempfile::tempdir().unwrap();
+        save(
+            state.path(),
+            &record("0000:3b:01.0", "ok"),
+            Durability::Atomic,
+        )
+        .unwrap();
+        let bad = records_dir(state.path()).join("0000:3b:01.1.json");
+        fs::write(&bad, b"{truncated").unwrap();
+        let e = load(state.path(), "0000:3b:01.1".parse().unwrap()).unwrap_err();
+        assert_eq!(e.code, 6);
+        assert!(e.msg.contains("0000:3b:01.1.json"), "{e}");
+        assert_eq!(list(state.path()).unwrap().len(), 1);
+        assert!(list(Path::new("/nonexistent/state")).unwrap().is_empty());
+    }
 }
