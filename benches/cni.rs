@@ -28,7 +28,6 @@ fn ip(args: &[&str]) {
 }
 
 struct Bed {
-    tag: String,
     pod: String,
     far: String,
     veths: Vec<String>,
@@ -53,7 +52,6 @@ impl Bed {
         let pod = format!("{tag}-pod");
         let far = format!("{tag}-far");
         let mut bed = Bed {
-            tag: tag.clone(),
             pod: pod.clone(),
             far: far.clone(),
             veths: Vec::new(),
