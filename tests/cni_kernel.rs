@@ -106,6 +106,41 @@ fn del_after_the_netns_was_deleted_cleans_records_and_ipam() {
 }
 
 #[test]
+fn del_finds_a_vf_the_kernel_returned_under_another_name_by_pci_address() {
+    let mut h = Host::new("kn", 1);
+    let pod = h.pod(0);
+    let env = h.env("c", "net1", Some(&pod));
+    let conf = h.conf("1.0.0", 0, json!({"mtu": 9000}));
+    assert_eq!(h.cni("ADD", &env, &conf).0, 0);
+    // The netns goes away; a real VF would come back to the host as devN
+    // with the pod's MAC and MTU. Stage exactly that with a fresh veth.
+    common::ip(&["netns", "del", &pod]);
+    let kernel_name = format!("{}k0", h.tag);
+    common::ip(&[
+        "link",
+        "add",
+        &kernel_name,
+        "mtu",
+        "9000",
+        "address",
+        "02:fa:ff:00:00:01",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &format!("{}q0", h.tag),
+        "netns",
+        &h.far,
+    ]);
+    h.rename_vf_netdev(0, &kernel_name, "02:fa:ff:00:00:01");
+    let (code, out) = h.cni("DEL", &env, &conf);
+    assert_eq!(code, 0, "{out}");
+    assert!(host_link(&kernel_name).is_none(), "renamed back");
+    h.assert_vf_home(0);
+    assert!(h.records().is_empty() && h.leases().is_empty());
+}
+
+#[test]
 fn del_twice_and_del_of_something_never_added_succeed() {
     let mut h = Host::new("dt", 1);
     let pod = h.pod(0);

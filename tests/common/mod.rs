@@ -166,6 +166,15 @@ impl Host {
         fake.add_pf(&self.pf).unwrap();
     }
 
+    /// Points VF `i`'s `net/` at another netdev name in the fake sysfs, as
+    /// the kernel does when it returns a VF under a `devN` name.
+    pub fn rename_vf_netdev(&mut self, i: usize, name: &str, mac: &str) {
+        let fake = FakeSysfs::new(self.sysfs.path()).unwrap();
+        fake.remove_vfs(&self.pf).unwrap();
+        self.pf.vfs[i].netdev = Some(NetSpec::ether(name, mac));
+        fake.add_pf(&self.pf).unwrap();
+    }
+
     /// Creates pod netns number `i` (name returned) and brings its lo up.
     pub fn pod(&mut self, i: usize) -> String {
         let name = format!("fpt-{}-pod{i}", self.tag);
