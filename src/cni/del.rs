@@ -95,7 +95,6 @@ fn del_without_record(env: &CniEnv, conf: &Config, sysfs: &Sysfs) -> CniResult<(
                 let Some(link) = nl.link_by_name(&ifname)? else {
                     return Ok(false);
                 };
-                nl.set_up(&link, false)?;
                 nl.move_to_netns(&link, host.raw_fd(), &home)?;
                 Ok(true)
             })

@@ -12,6 +12,7 @@ pub mod del;
 pub mod device;
 pub mod env;
 pub mod error;
+mod field_types;
 pub mod gc;
 pub mod ipam;
 pub mod lock;

@@ -75,7 +75,7 @@ pub fn undo(done: &[Step], ctx: &UndoCtx) -> Vec<String> {
 }
 
 /// In the pod: undo the pod-side steps, then move the VF home under its
-/// original name (down, as the reference leaves it).
+/// original name; it arrives down, as the reference leaves it.
 fn undo_in_pod(steps: &[&Step], ctx: &UndoCtx, host: &NetNs) -> Vec<String> {
     let mut errors = Vec::new();
     let rec = ctx.record;
@@ -97,7 +97,10 @@ fn undo_in_pod(steps: &[&Step], ctx: &UndoCtx, host: &NetNs) -> Vec<String> {
                 .addresses
                 .iter()
                 .try_for_each(|a| nl.del_address(&link, a.ip, a.prefix)),
-            Step::Up => nl.set_up(&link, false),
+            // The move home closes the device (the kernel's netns change
+            // starts with dev_close), so a separate "down" would only
+            // add an RCU grace period.
+            Step::Up => Ok(()),
             Step::SetMtu(_) => match rec.original.mtu {
                 Some(m) => nl.set_mtu(&link, m),
                 None => Ok(()),
@@ -111,9 +114,6 @@ fn undo_in_pod(steps: &[&Step], ctx: &UndoCtx, host: &NetNs) -> Vec<String> {
         if let Err(e) = r {
             errors.push(e.to_string());
         }
-    }
-    if let Err(e) = nl.set_up(&link, false) {
-        errors.push(e.to_string());
     }
     let home_name = rec.original.ifname.as_deref().unwrap_or("dev%d");
     if let Err(e) = nl.move_to_netns(&link, host.raw_fd(), home_name) {

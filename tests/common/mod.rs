@@ -280,13 +280,14 @@ impl Host {
             .collect()
     }
 
-    /// Asserts VF `i` is back in the host as created: name, MAC, and no
-    /// interface `ifname` left in `pod`.
+    /// Asserts VF `i` is back in the host as created: name, MAC, MTU, and
+    /// admin-down.
     pub fn assert_vf_home(&self, i: usize) {
         let vf = &self.vfs[i];
         let l = host_link(&vf.ifname).unwrap_or_else(|| panic!("{} not in the host", vf.ifname));
         assert_eq!(l.mac, vf.mac, "{} MAC", vf.ifname);
         assert_eq!(l.mtu, 1500, "{} MTU", vf.ifname);
+        assert!(!l.up, "{} is left admin-down", vf.ifname);
     }
 }
 
