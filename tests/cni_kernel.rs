@@ -382,7 +382,12 @@ fn parallel_add_del_on_32_vfs_leaks_nothing() {
 fn the_binary_answers_as_a_cni_plugin_when_cni_command_is_set() {
     let mut h = Host::new("bn", 1);
     let pod = h.pod(0);
-    let conf = h.conf("1.0.0", 0, json!({}));
+    let log_file = h.state.path().join("cni.log");
+    let conf = h.conf(
+        "1.0.0",
+        0,
+        json!({"logFile": log_file.display().to_string(), "logLevel": "debug"}),
+    );
     let run = |cmd: &str| {
         use std::io::Write;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fastpath"))
@@ -408,8 +413,16 @@ fn the_binary_answers_as_a_cni_plugin_when_cni_command_is_set() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // stdout carries the result and nothing else; logs went to logFile.
     let res: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(res["interfaces"][0]["name"], "net1");
+    let log = std::fs::read_to_string(&log_file).unwrap();
+    assert!(log.contains("attached"), "{log}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = run("DEL");
     assert!(out.status.success());
     assert!(out.stdout.is_empty(), "DEL prints nothing");

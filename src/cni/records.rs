@@ -37,7 +37,7 @@ pub struct Original {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
-    /// ADD is running (or died): steps up to `reached` may have run.
+    /// ADD is running (or died): any prefix of the plan may have run.
     Adding,
     /// ADD finished.
     Attached,
@@ -80,7 +80,10 @@ pub struct Record {
     pub original: Original,
     /// The planned steps.
     pub plan: Vec<Step>,
-    /// Steps started so far (`plan[..reached]`).
+    /// Steps known complete: 0 while [`Phase::Adding`], `plan.len()` once
+    /// attached. Undo always walks the whole plan and tolerates steps that
+    /// never ran, so the record is written twice per ADD rather than once
+    /// per step (each write before a change would cost an fsync).
     pub reached: usize,
     /// Phase.
     pub phase: Phase,
