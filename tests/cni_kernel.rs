@@ -141,6 +141,42 @@ fn del_finds_a_vf_the_kernel_returned_under_another_name_by_pci_address() {
 }
 
 #[test]
+fn add_takes_over_a_vf_whose_previous_pod_died_without_del() {
+    let mut h = Host::new("so", 1);
+    let (a, b) = (h.pod(0), h.pod(1));
+    let conf = h.conf("1.1.0", 0, json!({}));
+    assert_eq!(h.cni("ADD", &h.env("old", "net1", Some(&a)), &conf).0, 0);
+    // Pod A dies without DEL; its VF comes back as a kernel-named netdev.
+    common::ip(&["netns", "del", &a]);
+    let kernel_name = format!("{}k0", h.tag);
+    common::ip(&[
+        "link",
+        "add",
+        &kernel_name,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &format!("{}q0", h.tag),
+        "netns",
+        &h.far,
+    ]);
+    h.rename_vf_netdev(0, &kernel_name, "02:00:00:00:00:01");
+    let env_b = h.env("new", "net1", Some(&b));
+    let (code, res) = h.cni("ADD", &env_b, &conf);
+    assert_eq!(code, 0, "{res}");
+    assert!(ns_link(&b, "net1").is_some());
+    let held = fastpath::cni::records::list(h.state.path()).unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].container_id, "new");
+    // The old attachment's lease went with its restoration.
+    assert_eq!(h.leases().len(), 1, "{:?}", h.leases());
+    assert_eq!(h.cni("DEL", &env_b, &conf).0, 0);
+    assert!(host_link(&h.vfs[0].ifname).is_some());
+    assert!(h.records().is_empty());
+}
+
+#[test]
 fn del_twice_and_del_of_something_never_added_succeed() {
     let mut h = Host::new("dt", 1);
     let pod = h.pod(0);

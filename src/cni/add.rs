@@ -27,7 +27,7 @@ pub fn add(env: &CniEnv, conf: &Config, hook: &dyn StepHook) -> CniResult<Value>
     let pci = conf
         .device
         .ok_or_else(|| CniError::invalid_field("deviceID", "(missing)", "is required"))?;
-    let dev = device::resolve(&sysfs, pci)?;
+    let mut dev = device::resolve(&sysfs, pci)?;
     if conf.has_vf_settings() {
         dev.pf()?;
     }
@@ -43,7 +43,13 @@ pub fn add(env: &CniEnv, conf: &Config, hook: &dyn StepHook) -> CniResult<Value>
         )
     })?;
     let _lock = lock_vf(&env.state_dir, pci)?;
-    take_over_stale(env, &sysfs, &dev)?;
+    if let Some(name) = take_over_stale(env, conf, &sysfs, &dev)?
+        && !dev.dpdk
+    {
+        // Restoring gave the VF back its original name; the name read
+        // from sysfs before that is stale.
+        dev.netdev = Some(name);
+    }
 
     let mut host = Netlink::open().map_err(|e| CniError::kernel("opening netlink", e))?;
     let original = original_state(&mut host, conf, &dev)?;
@@ -159,9 +165,15 @@ pub fn add(env: &CniEnv, conf: &Config, hook: &dyn StepHook) -> CniResult<Value>
 
 /// A record for this VF from an attachment whose netns is gone (a pod
 /// that died without DEL) is restored first; a live one refuses ADD.
-fn take_over_stale(env: &CniEnv, sysfs: &Sysfs, dev: &VfDevice) -> CniResult<()> {
+/// Returns the host name the VF has after a restoration.
+fn take_over_stale(
+    env: &CniEnv,
+    conf: &Config,
+    sysfs: &Sysfs,
+    dev: &VfDevice,
+) -> CniResult<Option<String>> {
     let Some(old) = records::load(&env.state_dir, dev.pci)? else {
-        return Ok(());
+        return Ok(None);
     };
     let live = old.netns.as_deref().is_some_and(|p| NetNs::open(p).is_ok());
     if live {
@@ -185,9 +197,11 @@ fn take_over_stale(env: &CniEnv, sysfs: &Sysfs, dev: &VfDevice) -> CniResult<()>
         netns: None,
         ..env.clone()
     };
+    // Its IPAM lease is released with this config when it is the same
+    // network; otherwise the runtime's GC of that network releases it.
     let ctx = UndoCtx {
         env: &old_env,
-        conf: None,
+        conf: (old.network == conf.name).then_some(conf),
         sysfs,
         record: &old,
         addresses: &[],
@@ -199,7 +213,8 @@ fn take_over_stale(env: &CniEnv, sysfs: &Sysfs, dev: &VfDevice) -> CniResult<()>
             errors.join("; "),
         ));
     }
-    records::remove(&env.state_dir, dev.pci)
+    records::remove(&env.state_dir, dev.pci)?;
+    Ok(old.original.ifname)
 }
 
 fn original_state(host: &mut Netlink, conf: &Config, dev: &VfDevice) -> CniResult<Original> {
