@@ -177,6 +177,30 @@ fn add_takes_over_a_vf_whose_previous_pod_died_without_del() {
 }
 
 #[test]
+fn a_corrupt_record_is_set_aside_and_del_still_brings_the_vf_home() {
+    let mut h = Host::new("cr", 1);
+    let pod = h.pod(0);
+    let env = h.env("c", "net1", Some(&pod));
+    let conf = h.conf("1.0.0", 0, json!({}));
+    assert_eq!(h.cni("ADD", &env, &conf).0, 0);
+    let rec = h
+        .state
+        .path()
+        .join("cni")
+        .join(format!("{}.json", h.vfs[0].pci));
+    std::fs::write(&rec, b"{\"version\": 1, \"pci\": ").unwrap();
+    let (code, out) = h.cni("DEL", &env, &conf);
+    assert_eq!(code, 0, "{out}");
+    assert!(ns_link(&pod, "net1").is_none());
+    assert!(host_link(&h.vfs[0].ifname).is_some());
+    assert!(h.records().is_empty() && h.leases().is_empty());
+    assert!(
+        rec.with_extension("json.corrupt").exists(),
+        "kept for a human"
+    );
+}
+
+#[test]
 fn del_twice_and_del_of_something_never_added_succeed() {
     let mut h = Host::new("dt", 1);
     let pod = h.pod(0);

@@ -6,7 +6,7 @@
 use super::config::Config;
 use super::device;
 use super::env::CniEnv;
-use super::error::{CniError, CniResult};
+use super::error::{CniError, CniResult, code};
 use super::ipam;
 use super::lock::lock_vf;
 use super::records::{self, Record};
@@ -21,7 +21,18 @@ fn ours(r: &Record, env: &CniEnv) -> bool {
 
 fn find(env: &CniEnv, conf: &Config) -> CniResult<Option<Record>> {
     match conf.device {
-        Some(pci) => Ok(records::load(&env.state_dir, pci)?.filter(|r| ours(r, env))),
+        Some(pci) => match records::load(&env.state_dir, pci) {
+            Ok(r) => Ok(r.filter(|r| ours(r, env))),
+            // A record that cannot be read cannot guide a restore; set it
+            // aside (for a human) so DEL does not fail forever on it, and
+            // go on as without a record.
+            Err(e) if e.code == code::DECODE => {
+                tracing::error!(pci = %pci, "{e}; quarantining it");
+                records::quarantine(&env.state_dir, pci)?;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        },
         None => records::find_attachment(&env.state_dir, &env.container_id, &env.ifname),
     }
 }

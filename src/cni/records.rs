@@ -248,6 +248,19 @@ pub fn remove(state_dir: &Path, pci: PciAddress) -> CniResult<()> {
     }
 }
 
+/// Moves an unreadable record aside to `<pci>.json.corrupt` (which
+/// [`load_all`] ignores), keeping it for inspection.
+pub fn quarantine(state_dir: &Path, pci: PciAddress) -> CniResult<()> {
+    let path = record_path(state_dir, pci);
+    let aside = path.with_extension("json.corrupt");
+    fs::rename(&path, &aside).map_err(|e| {
+        CniError::io(
+            format!("moving {} to {}", path.display(), aside.display()),
+            e,
+        )
+    })
+}
+
 /// Every record, sorted by PCI address; unreadable ones are skipped with
 /// a warning so one bad file does not hide the others.
 pub fn load_all(state_dir: &Path) -> CniResult<Vec<Record>> {
