@@ -4,9 +4,12 @@
 //! (`inventory`); the binary in `main.rs` dispatches CLI commands in `cli`.
 
 pub mod cli;
+pub mod cni;
 pub mod doctor;
 pub mod install;
 pub mod inventory;
+pub mod netlink;
+pub mod netns;
 pub mod pci;
 pub mod procfs;
 pub mod provision;

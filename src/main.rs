@@ -6,6 +6,18 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // A CNI runtime executes us with CNI_COMMAND set and no arguments:
+    // answer as the plugin, before clap sees the (empty) command line.
+    if let Ok(command) = std::env::var("CNI_COMMAND") {
+        let env: fastpath::cni::Env = std::env::vars().collect();
+        let code = fastpath::cni::run(
+            &command,
+            &env,
+            &mut std::io::stdin().lock(),
+            &mut std::io::stdout().lock(),
+        );
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = fastpath::cli::Cli::parse();
     fastpath::cli::init_logging(cli.log_format);
     match fastpath::cli::run(cli) {

@@ -1,0 +1,408 @@
+//! Durable attachment records, one per VF under `<state>/cni/<pci>.json`:
+//! who holds the VF, its original state, and how far ADD got. Written by
+//! temp file + fsync + rename (+ fsync of the directory) before the first
+//! change, so a crash at any point leaves enough to undo it.
+//!
+//! [`list`] is the public read API for the agent and provisioning.
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{CniError, CniResult};
+use super::plan::Step;
+use crate::netlink::vf::VfState;
+use crate::pci::PciAddress;
+
+/// Format version of the record file.
+pub const RECORD_VERSION: u32 = 1;
+
+/// The VF's state before fastpath touched it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Original {
+    /// Host netdev name (kernel VFs).
+    pub ifname: Option<String>,
+    /// Host netdev MAC.
+    pub mac: Option<String>,
+    /// Host netdev MTU.
+    pub mtu: Option<u32>,
+    /// The PF's view of the VF, when PF-side settings were requested.
+    pub pf_side: Option<VfState>,
+}
+
+/// Where ADD got to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// ADD is running (or died): any prefix of the plan may have run.
+    Adding,
+    /// ADD finished.
+    Attached,
+}
+
+/// One VF attachment, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// File format version.
+    pub version: u32,
+    /// The VF.
+    pub pci: PciAddress,
+    /// Its PF.
+    pub pf_pci: PciAddress,
+    /// PF netdev name, if it has one.
+    pub pf_name: Option<String>,
+    /// PF driver.
+    pub pf_driver: String,
+    /// VF index on the PF.
+    pub vf_index: u32,
+    /// No netdev (vfio-pci / uio): nothing moves.
+    pub dpdk: bool,
+    /// Network name from the config.
+    pub network: String,
+    /// CNI_CONTAINERID.
+    pub container_id: String,
+    /// CNI_IFNAME.
+    pub ifname: String,
+    /// CNI_NETNS.
+    pub netns: Option<PathBuf>,
+    /// K8S_POD_NAMESPACE.
+    pub pod_namespace: Option<String>,
+    /// K8S_POD_NAME.
+    pub pod_name: Option<String>,
+    /// K8S_POD_UID.
+    pub pod_uid: Option<String>,
+    /// Seconds since the epoch when ADD started.
+    pub since: u64,
+    /// The VF's original state.
+    pub original: Original,
+    /// The planned steps.
+    pub plan: Vec<Step>,
+    /// Steps known complete: 0 while [`Phase::Adding`], `plan.len()` once
+    /// attached. Undo always walks the whole plan and tolerates steps that
+    /// never ran, so the record is written twice per ADD rather than once
+    /// per step (each write before a change would cost an fsync).
+    pub reached: usize,
+    /// Phase.
+    pub phase: Phase,
+    /// The result returned by ADD (for CHECK).
+    pub result: Option<serde_json::Value>,
+}
+
+/// Who holds a VF: the public summary the agent and provisioning read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attachment {
+    /// The VF's PCI address.
+    pub pci: PciAddress,
+    /// CNI_CONTAINERID.
+    pub container_id: String,
+    /// Interface name in the pod.
+    pub ifname: String,
+    /// Netns path.
+    pub netns: Option<PathBuf>,
+    /// Pod namespace.
+    pub pod_namespace: Option<String>,
+    /// Pod name.
+    pub pod_name: Option<String>,
+    /// Pod UID.
+    pub pod_uid: Option<String>,
+    /// Seconds since the epoch when the attachment started.
+    pub since: u64,
+    /// DPDK VF (no netdev moved).
+    pub dpdk: bool,
+    /// True once ADD completed.
+    pub attached: bool,
+}
+
+impl From<&Record> for Attachment {
+    fn from(r: &Record) -> Self {
+        Self {
+            pci: r.pci,
+            container_id: r.container_id.clone(),
+            ifname: r.ifname.clone(),
+            netns: r.netns.clone(),
+            pod_namespace: r.pod_namespace.clone(),
+            pod_name: r.pod_name.clone(),
+            pod_uid: r.pod_uid.clone(),
+            since: r.since,
+            dpdk: r.dpdk,
+            attached: r.phase == Phase::Attached,
+        }
+    }
+}
+
+/// `<state>/cni`.
+pub fn records_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("cni")
+}
+
+fn record_path(state_dir: &Path, pci: PciAddress) -> PathBuf {
+    records_dir(state_dir).join(format!("{pci}.json"))
+}
+
+/// Creates a directory (and parents) with mode 0700.
+pub fn ensure_dir(dir: &Path) -> CniResult<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| CniError::io(format!("creating {}", dir.display()), e))
+}
+
+/// How hard a write insists on reaching the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync the temp file before the rename, and the directory after it.
+    Full,
+    /// fsync the temp file before the rename; the caller syncs the
+    /// directory (with [`sync_dir`], possibly on another thread).
+    FileOnly,
+    /// Rename only: atomic against a process crash, not a power loss. For
+    /// writes that only refine a record already on disk.
+    Atomic,
+}
+
+/// Writes `bytes` to `path` atomically: temp file (0600), optional fsync,
+/// rename, optional fsync of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> CniResult<()> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("record"),
+        std::process::id()
+    ));
+    let io = |what: &str, e: std::io::Error| CniError::io(format!("{what} {}", tmp.display()), e);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| io("creating", e))?;
+    f.write_all(bytes).map_err(|e| io("writing", e))?;
+    if durability != Durability::Atomic {
+        f.sync_all().map_err(|e| io("syncing", e))?;
+    }
+    drop(f);
+    fs::rename(&tmp, path).map_err(|e| {
+        CniError::io(
+            format!("renaming {} to {}", tmp.display(), path.display()),
+            e,
+        )
+    })?;
+    if durability == Durability::Full {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` durably (temp file, fsync, rename, fsync dir).
+pub fn write_durably(path: &Path, bytes: &[u8]) -> CniResult<()> {
+    write_atomic(path, bytes, Durability::Full)
+}
+
+/// fsyncs a directory, making renames and removals in it durable.
+pub fn sync_dir(dir: &Path) -> CniResult<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| CniError::io(format!("syncing {}", dir.display()), e))
+}
+
+/// Saves a record (creating `<state>/cni` 0700 if needed).
+pub fn save(state_dir: &Path, r: &Record, durability: Durability) -> CniResult<()> {
+    let dir = records_dir(state_dir);
+    ensure_dir(&dir)?;
+    let bytes = serde_json::to_vec_pretty(r).map_err(|e| CniError::io("encoding record", e))?;
+    write_atomic(&record_path(state_dir, r.pci), &bytes, durability)
+}
+
+/// The record of a VF, if any. A corrupt record is an error naming it.
+pub fn load(state_dir: &Path, pci: PciAddress) -> CniResult<Option<Record>> {
+    let path = record_path(state_dir, pci);
+    match fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+            CniError::new(
+                super::error::code::DECODE,
+                format!("corrupt record {}", path.display()),
+                e.to_string(),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(CniError::io(format!("reading {}", path.display()), e)),
+    }
+}
+
+/// Removes a VF's record (after restoration completed).
+pub fn remove(state_dir: &Path, pci: PciAddress) -> CniResult<()> {
+    let path = record_path(state_dir, pci);
+    match fs::remove_file(&path) {
+        // Not synced: a record that reappears after a power loss names a
+        // netns that no longer exists, and restoring it again is harmless.
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CniError::io(format!("removing {}", path.display()), e)),
+    }
+}
+
+/// Moves an unreadable record aside to `<pci>.json.corrupt` (which
+/// [`load_all`] ignores), keeping it for inspection.
+pub fn quarantine(state_dir: &Path, pci: PciAddress) -> CniResult<()> {
+    let path = record_path(state_dir, pci);
+    let aside = path.with_extension("json.corrupt");
+    fs::rename(&path, &aside).map_err(|e| {
+        CniError::io(
+            format!("moving {} to {}", path.display(), aside.display()),
+            e,
+        )
+    })
+}
+
+/// Every record, sorted by PCI address; unreadable ones are skipped with
+/// a warning so one bad file does not hide the others.
+pub fn load_all(state_dir: &Path) -> CniResult<Vec<Record>> {
+    let dir = records_dir(state_dir);
+    let rd = match fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(CniError::io(format!("listing {}", dir.display()), e)),
+    };
+    let mut out = Vec::new();
+    for entry in rd.flatten() {
+        let name = entry.file_name();
+        let Some(pci) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".json"))
+            .and_then(|n| n.parse::<PciAddress>().ok())
+        else {
+            continue;
+        };
+        match load(state_dir, pci) {
+            Ok(Some(r)) => out.push(r),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("skipping record: {e}"),
+        }
+    }
+    out.sort_by_key(|r| r.pci);
+    Ok(out)
+}
+
+/// Who holds which VF: every attachment recorded under `state_dir`.
+pub fn list(state_dir: &Path) -> CniResult<Vec<Attachment>> {
+    Ok(load_all(state_dir)?.iter().map(Attachment::from).collect())
+}
+
+/// The record of the attachment `(container_id, ifname)`, if any.
+pub fn find_attachment(
+    state_dir: &Path,
+    container_id: &str,
+    ifname: &str,
+) -> CniResult<Option<Record>> {
+    Ok(load_all(state_dir)?
+        .into_iter()
+        .find(|r| r.container_id == container_id && r.ifname == ifname))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn record(pci: &str, container: &str) -> Record {
+        Record {
+            version: RECORD_VERSION,
+            pci: pci.parse().unwrap(),
+            pf_pci: "0000:3b:00.0".parse().unwrap(),
+            pf_name: Some("ens1f0".into()),
+            pf_driver: "ice".into(),
+            vf_index: 0,
+            dpdk: false,
+            network: "n".into(),
+            container_id: container.into(),
+            ifname: "net1".into(),
+            netns: Some("/run/netns/p".into()),
+            pod_namespace: Some("ns".into()),
+            pod_name: Some("p".into()),
+            pod_uid: Some("u".into()),
+            since: 1,
+            original: Original {
+                ifname: Some("ens1f0v0".into()),
+                mac: Some("02:00:00:00:00:01".into()),
+                mtu: Some(1500),
+                pf_side: None,
+            },
+            plan: vec![Step::MoveToPod, Step::Up],
+            reached: 0,
+            phase: Phase::Adding,
+            result: None,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_with_tight_permissions_and_list_who_holds_what() {
+        let state = tempfile::tempdir().unwrap();
+        let a = record("0000:3b:01.1", "ca");
+        let b = record("0000:3b:01.0", "cb");
+        for (r, d) in [(&a, Durability::Full), (&b, Durability::Atomic)] {
+            save(state.path(), r, d).unwrap();
+        }
+        assert_eq!(load(state.path(), a.pci).unwrap(), Some(a.clone()));
+        let dir = records_dir(state.path());
+        assert_eq!(
+            fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        let file = dir.join("0000:3b:01.1.json");
+        assert_eq!(
+            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let held = list(state.path()).unwrap();
+        assert_eq!(
+            held.iter()
+                .map(|h| h.container_id.as_str())
+                .collect::<Vec<_>>(),
+            ["cb", "ca"],
+            "sorted by PCI address"
+        );
+        assert_eq!(held[0].pod_uid.as_deref(), Some("u"));
+        assert!(!held[0].attached);
+        assert_eq!(
+            find_attachment(state.path(), "ca", "net1")
+                .unwrap()
+                .map(|r| r.pci),
+            Some(a.pci)
+        );
+        remove(state.path(), a.pci).unwrap();
+        remove(state.path(), a.pci).unwrap();
+        assert_eq!(list(state.path()).unwrap().len(), 1);
+        // No temp files are left behind.
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["0000:3b:01.0.json"]);
+    }
+
+    #[test]
+    fn a_corrupt_record_is_named_and_skipped_by_list() {
+        let state = tempfile::tempdir().unwrap();
+        save(
+            state.path(),
+            &record("0000:3b:01.0", "ok"),
+            Durability::Atomic,
+        )
+        .unwrap();
+        let bad = records_dir(state.path()).join("0000:3b:01.1.json");
+        fs::write(&bad, b"{truncated").unwrap();
+        let e = load(state.path(), "0000:3b:01.1".parse().unwrap()).unwrap_err();
+        assert_eq!(e.code, 6);
+        assert!(e.msg.contains("0000:3b:01.1.json"), "{e}");
+        assert_eq!(list(state.path()).unwrap().len(), 1);
+        assert!(list(Path::new("/nonexistent/state")).unwrap().is_empty());
+    }
+}
