@@ -245,7 +245,10 @@ mod tests {
         let (v, d) = id_names(PciId(0x8086), PciId(0x10ca));
         assert_eq!(v, Some("Intel Corporation"));
         assert!(d.unwrap().contains("82576"), "{d:?}");
-        assert_eq!(id_names(PciId(0x8086), PciId(0xfffe)), (Some("Intel Corporation"), None));
+        assert_eq!(
+            id_names(PciId(0x8086), PciId(0xfffe)),
+            (Some("Intel Corporation"), None)
+        );
         assert_eq!(id_names(PciId(0xbeef), PciId(0x0001)), (None, None));
     }
 
