@@ -30,6 +30,11 @@ say() { printf '  %s\n' "$*"; }
 # Explanations only the demo prints.
 explain() { if demo; then printf '  # %s\n' "$*"; fi; }
 
+# slow T0: notes how long the command since T0 took, when it was slow.
+slow() {
+    [ $(($(uptime_cs) - $1)) -lt 100 ] || say "(took $(elapsed_since "$1")s)"
+}
+
 fail() {
     printf '  FAIL: %s\n' "$*" >&2
     exit 1
@@ -39,8 +44,10 @@ fail() {
 # or when it fails (then the step fails).
 run() {
     printf '  $ %s\n' "$*"
+    t_run=$(uptime_cs)
     out=$("$@" 2>&1)
     rc=$?
+    slow "$t_run"
     if [ "$rc" -ne 0 ]; then
         [ -n "$out" ] && printf '%s\n' "$out" | sed 's/^/    /'
         fail "exit $rc: $*"
@@ -63,9 +70,11 @@ must_fail() {
 # write_sysfs PATH VALUE: echo VALUE > PATH, failing with the errno message.
 write_sysfs() {
     printf '  $ echo %s > %s\n' "$2" "$1"
+    t_write=$(uptime_cs)
     if ! err=$(printf '%s' "$2" 2>&1 >"$1"); then
         fail "writing '$2' to $1: $err"
     fi
+    slow "$t_write"
     return 0
 }
 
@@ -100,14 +109,17 @@ wait_for() {
         [ $(($(uptime_cs) - t0)) -lt "$limit" ] || fail "timed out after ${limit%??}s waiting for $what"
         sleep 0.1
     done
+    [ $(($(uptime_cs) - t0)) -lt 100 ] || say "waited $(elapsed_since "$t0")s for $what"
     return 0
 }
 
 # fp_list: `fastpath list --json` into $STATE/list.json (echoed in demo mode
 # as the table).
 fp_list() {
+    t_list=$(uptime_cs)
     fastpath list --json >"$STATE/list.json" 2>"$STATE/list.err" ||
         fail "fastpath list --json: $(cat "$STATE/list.err")"
+    slow "$t_list"
     if demo; then fastpath list 2>/dev/null | sed 's/^/    /'; fi
     return 0
 }

@@ -9,19 +9,20 @@ wait_for "2 igb PFs with netdevs" 20 two_pf_netdevs
 run fastpath list
 fp_list
 assert_eq "number of PFs" 2 "$(jqr '.pfs | length')"
+# One jq run for all fields (every process start costs ~0.5 s under TCG).
+jqr '.pfs | sort_by(.pciAddress) | .[]
+    | [.pciAddress, .driver, "\(.ids.vendor):\(.ids.device)", .totalVfs, .numVfs, .netdev.name]
+    | map(tostring) | join(" ")' >"$STATE/pfs"
 n=0
-for pf in $(jqr '.pfs | sort_by(.pciAddress) | .[].pciAddress'); do
+while read -r pf driver ids total num ifname; do
     n=$((n + 1))
-    q=".pfs[] | select(.pciAddress == \"$pf\")"
-    assert_eq "PF$n $pf driver" igb "$(jqr "$q.driver")"
-    assert_eq "PF$n $pf vendor:device" 8086:10c9 "$(jqr "$q.ids | \"\(.vendor):\(.device)\"")"
-    assert_eq "PF$n $pf totalVfs" 7 "$(jqr "$q.totalVfs")"
-    assert_eq "PF$n $pf numVfs" 0 "$(jqr "$q.numVfs")"
-    ifname=$(jqr "$q.netdev.name")
-    assert_match "PF$n $pf netdev" '^[a-z0-9]+$' "$ifname"
-    assert_eq "PF$n $pf sysfs netdev" "$ifname" "$(ls "/sys/bus/pci/devices/$pf/net")"
-    run ip link set "$ifname" up
+    assert_eq "PF$n $pf driver" igb "$driver"
+    assert_eq "PF$n $pf vendor:device" 8086:10c9 "$ids"
+    assert_eq "PF$n $pf totalVfs" 7 "$total"
+    assert_eq "PF$n $pf numVfs" 0 "$num"
+    assert_eq "PF$n $pf netdev" "$(ls "/sys/bus/pci/devices/$pf/net")" "$ifname"
     state_set "pf$n" "$pf"
     state_set "pf${n}_if" "$ifname"
     say "PF$n: $pf ($ifname), igb, 0/7 VFs"
-done
+done <"$STATE/pfs"
+for n in 1 2; do run ip link set "$(state_get "pf${n}_if")" up; done
