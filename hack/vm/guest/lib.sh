@@ -8,7 +8,10 @@
 ip() { /usr/bin/ip "$@"; }
 
 STATE=/run/fastpath-vm/state
-mkdir -p "$STATE"
+# Background daemons (agent, fake kubelet) log here, one file each; the
+# runner prints their last lines when a step fails.
+LOGS=/run/fastpath-vm/logs
+mkdir -p "$STATE" "$LOGS"
 
 # Centiseconds since boot, for step timings.
 uptime_cs() {
