@@ -83,13 +83,11 @@ write_sysfs() {
 
 assert_eq() { # WHAT EXPECTED ACTUAL
     [ "$2" = "$3" ] || fail "$1: expected '$2', got '$3'"
-    demo && say "ok: $1 = $3"
     return 0
 }
 
 assert_match() { # WHAT EXTENDED-REGEX ACTUAL
     printf '%s\n' "$3" | grep -Eq -- "$2" || fail "$1: '$3' does not match /$2/"
-    demo && say "ok: $1 matches /$2/"
     return 0
 }
 
@@ -119,6 +117,7 @@ wait_for() {
 # fp_list: `fastpath list --json` into $STATE/list.json (echoed in demo mode
 # as the table).
 fp_list() {
+    printf '  $ fastpath list --json\n'
     t_list=$(uptime_cs)
     fastpath list --json >"$STATE/list.json" 2>"$STATE/list.err" ||
         fail "fastpath list --json: $(cat "$STATE/list.err")"

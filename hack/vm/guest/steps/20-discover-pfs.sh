@@ -2,11 +2,12 @@
 # none created yet. Records PF1/PF2 (by PCI address) for later steps.
 . /fastpath-vm/lib.sh
 
+explain "fastpath list reads sysfs only: PCI functions with sriov_totalvfs are PFs."
+
 pf_count() { ls -d /sys/bus/pci/drivers/igb/0000:* 2>/dev/null | wc -l; }
 two_pf_netdevs() { [ "$(pf_count)" -eq 2 ] && [ "$(ls /sys/bus/pci/drivers/igb/0000:*/net 2>/dev/null | grep -c .)" -ge 2 ]; }
 wait_for "2 igb PFs with netdevs" 20 two_pf_netdevs
 
-run fastpath list
 fp_list
 assert_eq "number of PFs" 2 "$(jqr '.pfs | length')"
 # One jq run for all fields (every process start costs ~0.5 s under TCG).

@@ -3,6 +3,8 @@
 # IOMMU group of its own, the right PF and index.
 . /fastpath-vm/lib.sh
 
+explain "Writing sriov_numvfs makes the igb PF spawn VFs; igbvf binds each, one IOMMU group per VF."
+
 for n in 1 2; do
     pf=$(state_get "pf$n")
     write_sysfs "/sys/bus/pci/devices/$pf/sriov_numvfs" 0

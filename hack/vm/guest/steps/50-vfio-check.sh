@@ -4,6 +4,8 @@
 # device fd, as a DPDK application does. A VF still on igbvf must fail.
 . /fastpath-vm/lib.sh
 
+explain "What a DPDK app in the pod does with the two device nodes the device plugin mounts."
+
 for i in 2 3; do
     addr=$(state_get "pf2_vf$i")
     group=$(state_get "pf2_vf${i}_group")

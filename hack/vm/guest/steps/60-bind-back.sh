@@ -2,6 +2,8 @@
 # back and the group devices go away. Nothing is lost either way.
 . /fastpath-vm/lib.sh
 
+explain "And back: vfio-pci releases the VF, igbvf takes it, the netdev returns."
+
 for i in 2 3; do
     addr=$(state_get "pf2_vf$i")
     group=$(state_get "pf2_vf${i}_group")

@@ -4,6 +4,8 @@
 # by igb (the CNI must report those as unsupported, not half-apply them).
 . /fastpath-vm/lib.sh
 
+explain "The CNI configures a VF from the PF side through netlink (IFLA_VF_*), as ip link set <PF> vf N does."
+
 pf=$(state_get pf1_if)
 vfinfo() { # jq filter over VF 0's entry in `ip -j -d link show $pf`
     ip -j -d link show "$pf" | jq -r ".[0].vfinfo_list[] | select(.vf == 0) | $1" ||

@@ -4,6 +4,8 @@
 # CNI's restore must find it by PCI address, not by name).
 . /fastpath-vm/lib.sh
 
+explain "A pod is a network namespace: the CNI moves the VF netdev into it and renames it."
+
 addr=$(state_get pf1_vf1)
 host_if=$(state_get pf1_vf1_if)
 ns=fp-pod-$$
