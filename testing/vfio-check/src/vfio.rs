@@ -275,3 +275,37 @@ pub fn open_device(group: &Fd, device: PciAddress) -> Result<Device, VfioError> 
         num_irqs: info.num_irqs,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_numbers_match_linux_uapi() {
+        // Values of the macros in include/uapi/linux/vfio.h on x86_64.
+        let table = [
+            (GET_API_VERSION, 0x3b64),
+            (CHECK_EXTENSION, 0x3b65),
+            (SET_IOMMU, 0x3b66),
+            (GROUP_GET_STATUS, 0x3b67),
+            (GROUP_SET_CONTAINER, 0x3b68),
+            (GROUP_GET_DEVICE_FD, 0x3b6a),
+            (DEVICE_GET_INFO, 0x3b6b),
+        ];
+        for (got, want) in table {
+            assert_eq!(got, want, "{got:#x} != {want:#x}");
+        }
+    }
+
+    #[test]
+    fn structs_have_the_kernel_sizes() {
+        assert_eq!(size_of::<GroupStatus>(), 8);
+        assert_eq!(size_of::<DeviceInfo>(), 24);
+    }
+
+    #[test]
+    fn open_names_the_missing_path() {
+        let err = Fd::open(Path::new("/nonexistent/vfio/42")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/vfio/42"), "{err}");
+    }
+}
