@@ -1,0 +1,173 @@
+# Common helpers for the guest steps (sourced; busybox sh). A step is a
+# plain script: `set -e` is not relied on, every check goes through one of
+# these helpers, and the first failed check ends the step with exit 1 and a
+# message naming what was expected and what was found.
+
+# Debian's busybox-static runs its own applets before searching PATH; the
+# assertions need iproute2's `ip` (VF attributes, JSON, netns).
+ip() { /usr/bin/ip "$@"; }
+
+STATE=/run/fastpath-vm/state
+# Background daemons (agent, fake kubelet) log here, one file each; the
+# runner prints their last lines when a step fails.
+LOGS=/run/fastpath-vm/logs
+mkdir -p "$STATE" "$LOGS"
+
+# Centiseconds since boot, for step timings.
+uptime_cs() {
+    read -r up _ </proc/uptime
+    echo "${up%.*}${up#*.}" | sed 's/^0*//;s/^$/0/'
+}
+
+# Seconds (2 decimals) since a uptime_cs value.
+elapsed_since() {
+    dt=$(($(uptime_cs) - $1))
+    printf '%d.%02d' $((dt / 100)) $((dt % 100))
+}
+
+demo() { [ "$FASTPATH_VM_MODE" = demo ]; }
+
+# A line of narration: always printed.
+say() { printf '  %s\n' "$*"; }
+
+# Explanations only the demo prints.
+explain() { if demo; then printf '  # %s\n' "$*"; fi; }
+
+# slow T0: notes how long the command since T0 took, when it was slow.
+slow() {
+    [ $(($(uptime_cs) - $1)) -lt 100 ] || say "(took $(elapsed_since "$1")s)"
+}
+
+fail() {
+    printf '  FAIL: %s\n' "$*" >&2
+    exit 1
+}
+
+# run CMD...: prints the command, runs it; its output is shown in demo mode
+# or when it fails (then the step fails).
+run() {
+    printf '  $ %s\n' "$*"
+    t_run=$(uptime_cs)
+    out=$("$@" 2>&1)
+    rc=$?
+    slow "$t_run"
+    if [ "$rc" -ne 0 ]; then
+        [ -n "$out" ] && printf '%s\n' "$out" | sed 's/^/    /'
+        fail "exit $rc: $*"
+    fi
+    if demo && [ -n "$out" ]; then printf '%s\n' "$out" | sed 's/^/    /'; fi
+    return 0
+}
+
+# must_fail WHAT CMD...: the command must exit non-zero (the kernel refuses).
+must_fail() {
+    what=$1
+    shift
+    printf '  $ %s   (must be refused)\n' "$*"
+    if out=$("$@" 2>&1); then
+        fail "$what: expected an error, the command succeeded: $*"
+    fi
+    say "refused as expected: $(printf '%s\n' "$out" | tail -n1)"
+}
+
+# write_sysfs PATH VALUE: echo VALUE > PATH, failing with the errno message.
+write_sysfs() {
+    printf '  $ echo %s > %s\n' "$2" "$1"
+    t_write=$(uptime_cs)
+    if ! err=$(printf '%s' "$2" 2>&1 >"$1"); then
+        fail "writing '$2' to $1: $err"
+    fi
+    slow "$t_write"
+    return 0
+}
+
+assert_eq() { # WHAT EXPECTED ACTUAL
+    [ "$2" = "$3" ] || fail "$1: expected '$2', got '$3'"
+    return 0
+}
+
+assert_match() { # WHAT EXTENDED-REGEX ACTUAL
+    printf '%s\n' "$3" | grep -Eq -- "$2" || fail "$1: '$3' does not match /$2/"
+    return 0
+}
+
+assert_exists() { # PATH
+    [ -e "$1" ] || fail "missing $1"
+    return 0
+}
+
+assert_absent() { # PATH
+    [ ! -e "$1" ] || fail "$1 exists, expected it gone"
+    return 0
+}
+
+# wait_for WHAT SECONDS CMD...: polls every 0.1 s until CMD succeeds.
+wait_for() {
+    what=$1 limit=$(($2 * 100))
+    shift 2
+    t0=$(uptime_cs)
+    until "$@" >/dev/null 2>&1; do
+        [ $(($(uptime_cs) - t0)) -lt "$limit" ] || fail "timed out after ${limit%??}s waiting for $what"
+        sleep 0.1
+    done
+    [ $(($(uptime_cs) - t0)) -lt 100 ] || say "waited $(elapsed_since "$t0")s for $what"
+    return 0
+}
+
+# fp_list: `fastpath list --json` into $STATE/list.json (echoed in demo mode
+# as the table).
+fp_list() {
+    printf '  $ fastpath list --json\n'
+    t_list=$(uptime_cs)
+    fastpath list --json >"$STATE/list.json" 2>"$STATE/list.err" ||
+        fail "fastpath list --json: $(cat "$STATE/list.err")"
+    slow "$t_list"
+    if demo; then fastpath list 2>/dev/null | sed 's/^/    /'; fi
+    return 0
+}
+
+# jqr FILTER [ARGS...]: jq -r over the last fp_list output.
+jqr() {
+    filter=$1
+    shift
+    jq -r "$@" "$filter" "$STATE/list.json" || fail "jq '$filter' on $STATE/list.json"
+}
+
+# state_set KEY VALUE / state_get KEY: values passed between steps.
+state_set() { printf '%s\n' "$2" >"$STATE/$1"; }
+state_get() {
+    [ -f "$STATE/$1" ] || fail "state '$1' not set (an earlier step did not run)"
+    cat "$STATE/$1"
+}
+
+# pci_driver ADDR: the driver bound to a PCI device, or "none".
+pci_driver() {
+    if [ -e "/sys/bus/pci/devices/$1/driver" ]; then
+        basename "$(readlink "/sys/bus/pci/devices/$1/driver")"
+    else
+        echo none
+    fi
+}
+
+# vf_addr PF_ADDR INDEX: the PCI address of VF INDEX of a PF.
+vf_addr() { basename "$(readlink "/sys/bus/pci/devices/$1/virtfn$2")"; }
+
+# vf_netdev VF_ADDR: the VF's netdev name (empty when it has none).
+vf_netdev() { ls "/sys/bus/pci/devices/$1/net" 2>/dev/null | head -n1; }
+
+# bind_driver ADDR DRIVER: the kernel's rebind sequence, as fastpath and the
+# operator do it: unbind, driver_override, drivers_probe, clear the override.
+bind_driver() {
+    dev=/sys/bus/pci/devices/$1
+    if [ -e "$dev/driver" ]; then
+        write_sysfs "$dev/driver/unbind" "$1"
+    fi
+    write_sysfs "$dev/driver_override" "$2"
+    write_sysfs /sys/bus/pci/drivers_probe "$1"
+    # An empty write would be refused by busybox's printf-less echo; a
+    # newline clears driver_override.
+    printf '  $ echo > %s\n' "$dev/driver_override"
+    echo >"$dev/driver_override" || fail "clearing $dev/driver_override"
+    assert_eq "driver of $1" "$2" "$(pci_driver "$1")"
+    assert_eq "driver_override of $1" "(null)" "$(cat "$dev/driver_override")"
+}
