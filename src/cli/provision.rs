@@ -45,18 +45,14 @@ pub struct ProvisionArgs {
 
 /// The VFs pods currently hold: never unbound or destroyed by provisioning.
 ///
-/// The CNI's durable records (`<state_dir>/cni/`) are the source; they are
-/// read through the CNI module's record list once it is part of this
-/// build. Until then no VF is known to be held, and this says so.
+/// The CNI's durable records (`<state_dir>/cni/`) are the source. Every
+/// record counts, attached or not: a record without `attached` is an ADD in
+/// progress or one that died mid-way, and its VF is not free until DEL or
+/// recovery restores it.
 pub fn held_vfs(state_dir: &Path) -> anyhow::Result<BTreeSet<PciAddress>> {
-    let records = state_dir.join("cni");
-    if records.is_dir() {
-        tracing::warn!(
-            dir = %records.display(),
-            "this build does not read CNI records: VFs held by pods are not protected"
-        );
-    }
-    Ok(BTreeSet::new())
+    let records = crate::cni::records::list(state_dir)
+        .with_context(|| format!("reading CNI records under {}", state_dir.display()))?;
+    Ok(records.into_iter().map(|a| a.pci).collect())
 }
 
 /// `fastpath plan`: what apply would change, changing nothing.
