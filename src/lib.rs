@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod inventory;
 pub mod pci;
+pub mod pools;
 pub mod procfs;
 pub mod sysfs;
 pub mod vfrange;

@@ -3,6 +3,7 @@
 //! as arguments and write to the writer they are given.
 
 mod list;
+mod pools;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +43,8 @@ pub enum LogFormat {
 pub enum Command {
     /// List SR-IOV PFs and their VFs.
     List(list::ListArgs),
+    /// Show which device lands in which device-plugin pool and why (dry run).
+    Pools(pools::PoolsArgs),
 }
 
 /// Sets up `tracing` on stderr; `RUST_LOG` (default `info`) filters.
@@ -63,5 +66,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     match cli.command {
         Command::List(args) => list::run(&sysfs, &args, &mut stdout),
+        Command::Pools(args) => pools::run(&sysfs, &args, &mut stdout),
     }
 }
