@@ -3,6 +3,7 @@
 //! The library is organised by kernel surface (`sysfs`) and by decision
 //! (`inventory`); the binary in `main.rs` dispatches CLI commands in `cli`.
 
+pub mod agent;
 pub mod cli;
 pub mod inventory;
 pub mod pci;

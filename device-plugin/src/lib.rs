@@ -6,6 +6,10 @@
 
 #![allow(clippy::all, missing_docs)]
 
+mod unix;
+
+pub use unix::connect_unix;
+
 /// Device plugin API v1beta1 (proto package `v1beta1`).
 pub mod v1beta1 {
     tonic::include_proto!("v1beta1");

@@ -19,6 +19,9 @@ pub struct DeviceFacts {
     pub acpi_index: Option<String>,
     /// RDMA device names under the device's `infiniband/` directory.
     pub rdma: Vec<String>,
+    /// RDMA char devices (`uverbs3`, `umad3`, `issm3`) under the device's
+    /// `infiniband_verbs/` and `infiniband_mad/` directories.
+    pub rdma_chars: Vec<String>,
 }
 
 /// Everything besides the inventory that [`super::assign`] looks at.
@@ -68,12 +71,25 @@ fn device_facts(sysfs: &Sysfs, addr: PciAddress) -> DeviceFacts {
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty());
-    let mut rdma: Vec<String> = fs::read_dir(dev.dir().join("infiniband"))
+    let rdma = safe_names(&dev.dir().join("infiniband"));
+    let mut rdma_chars = safe_names(&dev.dir().join("infiniband_verbs"));
+    rdma_chars.extend(safe_names(&dev.dir().join("infiniband_mad")));
+    DeviceFacts {
+        class,
+        acpi_index,
+        rdma,
+        rdma_chars,
+    }
+}
+
+/// Sorted entry names of `dir` made only of safe characters: they become
+/// paths under /dev/infiniband.
+fn safe_names(dir: &std::path::Path) -> Vec<String> {
+    let mut out: Vec<String> = fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .filter_map(|e| e.file_name().into_string().ok())
                 .filter(|n| {
-                    // The name becomes /dev/infiniband paths: keep it to safe characters.
                     !n.is_empty()
                         && n.bytes()
                             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
@@ -81,10 +97,6 @@ fn device_facts(sysfs: &Sysfs, addr: PciAddress) -> DeviceFacts {
                 .collect()
         })
         .unwrap_or_default();
-    rdma.sort();
-    DeviceFacts {
-        class,
-        acpi_index,
-        rdma,
-    }
+    out.sort();
+    out
 }

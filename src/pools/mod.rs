@@ -58,6 +58,8 @@ pub struct PoolDevice {
     pub view: DeviceView,
     /// RDMA device names.
     pub rdma: Vec<String>,
+    /// RDMA char devices under /dev/infiniband (`uverbs3`, `umad3`).
+    pub rdma_chars: Vec<String>,
     /// Index of the selector object that matched.
     pub selector: usize,
     /// From the matching selector.
@@ -262,6 +264,7 @@ pub fn assign(inv: &Inventory, cfg: &Config, host: &HostFacts) -> Pools {
             pools[pi].devices.push(PoolDevice {
                 view: dev.clone(),
                 rdma: facts.rdma.clone(),
+                rdma_chars: facts.rdma_chars.clone(),
                 selector: si,
                 is_rdma: sel.is_rdma,
                 need_vhost_net: sel.need_vhost_net,
