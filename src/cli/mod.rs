@@ -2,6 +2,7 @@
 //! Only `main` touches the process environment; commands get their inputs
 //! as arguments and write to the writer they are given.
 
+mod agent;
 mod list;
 mod pools;
 
@@ -45,6 +46,8 @@ pub enum Command {
     List(list::ListArgs),
     /// Show which device lands in which device-plugin pool and why (dry run).
     Pools(pools::PoolsArgs),
+    /// Run the node agent: a kubelet device plugin for every pool.
+    Agent(agent::AgentArgs),
 }
 
 /// Sets up `tracing` on stderr; `RUST_LOG` (default `info`) filters.
@@ -67,5 +70,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::List(args) => list::run(&sysfs, &args, &mut stdout),
         Command::Pools(args) => pools::run(&sysfs, &args, &mut stdout),
+        Command::Agent(args) => agent::run(sysfs.root(), args),
     }
 }
