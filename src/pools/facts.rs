@@ -74,6 +74,7 @@ fn device_facts(sysfs: &Sysfs, addr: PciAddress) -> DeviceFacts {
     let rdma = safe_names(&dev.dir().join("infiniband"));
     let mut rdma_chars = safe_names(&dev.dir().join("infiniband_verbs"));
     rdma_chars.extend(safe_names(&dev.dir().join("infiniband_mad")));
+    rdma_chars.sort();
     DeviceFacts {
         class,
         acpi_index,
