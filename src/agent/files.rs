@@ -5,6 +5,10 @@ use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Makes temp names unique across concurrent Allocate calls.
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// Writing an output file failed.
 #[derive(Debug, thiserror::Error)]
@@ -26,9 +30,10 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), WriteErro
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(err)?;
     let tmp = dir.join(format!(
-        ".{}.tmp{}",
+        ".{}.tmp{}-{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
+        std::process::id(),
+        TMP_SEQ.fetch_add(1, Ordering::Relaxed)
     ));
     let mut f = fs::OpenOptions::new()
         .write(true)
