@@ -20,8 +20,10 @@ pub struct WriteError {
     pub source: io::Error,
 }
 
-/// Writes `data` to `path` via a temp file, fsync and rename; creates the
-/// directory (0755) when missing.
+/// Writes `data` to `path` via a temp file and rename; creates the
+/// directory (0755) when missing. No fsync: these files live under /run,
+/// are rewritten on every Allocate, and an fsync costs milliseconds on the
+/// Allocate path kubelet waits on.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), WriteError> {
     let err = |source| WriteError {
         path: path.to_path_buf(),
@@ -45,6 +47,5 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), WriteErro
     f.write_all(data).map_err(err)?;
     f.set_permissions(fs::Permissions::from_mode(mode))
         .map_err(err)?;
-    f.sync_all().map_err(err)?;
     fs::rename(&tmp, path).map_err(err)
 }

@@ -187,9 +187,19 @@ pub async fn run(
         Mode::PluginWatcher(_) => None,
     };
     let mut mgr = Manager::new(mode, alloc, dirs);
+    let scan_started = std::time::Instant::now();
     let first = compute_pools(&sysfs, &procfs, &cfg)?;
+    tracing::info!(
+        elapsed_ms = scan_started.elapsed().as_secs_f64() * 1e3,
+        "first scan and pool assignment done"
+    );
     mgr.apply(&first).await;
-    let mut tick = tokio::time::interval(opts.rescan_interval);
+    tracing::info!("every pool served");
+    // The first scan just ran; the next one is due one interval from now.
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + opts.rescan_interval,
+        opts.rescan_interval,
+    );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
@@ -217,9 +227,12 @@ pub async fn run(
             }
         }
         reload_if_changed(&opts, &mut config_text, &mut cfg, force_reload);
-        match compute_pools(&sysfs, &procfs, &cfg) {
-            Ok(p) => mgr.apply(&p).await,
-            Err(e) => tracing::warn!("rescan failed, keeping current pools: {e}"),
+        // The scan is blocking file I/O: keep it off the workers serving gRPC.
+        let (s, p, c) = (sysfs.clone(), procfs.clone(), cfg.clone());
+        match tokio::task::spawn_blocking(move || compute_pools(&s, &p, &c)).await {
+            Ok(Ok(p)) => mgr.apply(&p).await,
+            Ok(Err(e)) => tracing::warn!("rescan failed, keeping current pools: {e}"),
+            Err(e) => tracing::error!("rescan task failed: {e}"),
         }
         mgr.register_pending().await;
     }
