@@ -6,6 +6,7 @@ pub mod config;
 mod facts;
 mod render;
 mod select;
+mod selector;
 
 use std::collections::BTreeMap;
 
