@@ -52,6 +52,10 @@ pub enum ServeError {
     },
 }
 
+/// Retries of `Register` while kubelet.sock exists but refuses (about 1 s).
+const REGISTER_RETRIES: usize = 20;
+const REGISTER_RETRY_DELAY: Duration = Duration::from_millis(50);
+
 struct PoolServer {
     tx: watch::Sender<Arc<Pool>>,
     stop: Option<oneshot::Sender<()>>,
@@ -206,7 +210,18 @@ impl Manager {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        match register(&kubelet, resource, &endpoint).await {
+        // kubelet.sock appears at bind(), a moment before kubelet listens on
+        // it: while the socket exists, retry briefly instead of waiting for
+        // the next rescan.
+        let mut result = register(&kubelet, resource, &endpoint).await;
+        for _ in 0..REGISTER_RETRIES {
+            if result.is_ok() || !kubelet.exists() {
+                break;
+            }
+            tokio::time::sleep(REGISTER_RETRY_DELAY).await;
+            result = register(&kubelet, resource, &endpoint).await;
+        }
+        match result {
             Ok(()) => {
                 s.registered = true;
                 tracing::info!(pool = %resource, "registered with kubelet");

@@ -55,6 +55,11 @@ pub fn prepare(pfs: &[PfSpec], config: &str) -> (tempfile::TempDir, FakeSysfs) {
 
 impl Rig {
     pub fn start_with(dir: tempfile::TempDir, fs: FakeSysfs, opts: AgentOptions) -> Self {
+        // The agent's logs, shown for failing tests (RUST_LOG filters).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let handle = AgentHandle::new();
         let (stop, rx) = oneshot::channel::<()>();
         let h = handle.clone();
