@@ -87,7 +87,7 @@ fn first_pool_wins_and_every_device_has_a_reason() {
         members(&p, "intel.com/intel_all"),
         [
             "0000:05:10.0",
-            "0000:05:10.1",
+            "0000:05:10.2",
             "0000:18:00.0",
             "0000:3b:01.0",
             "0000:3b:01.1"
