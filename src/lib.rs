@@ -3,11 +3,13 @@
 //! The library is organised by kernel surface (`sysfs`) and by decision
 //! (`inventory`); the binary in `main.rs` dispatches CLI commands in `cli`.
 
+pub mod agent;
 pub mod cli;
 pub mod doctor;
 pub mod install;
 pub mod inventory;
 pub mod pci;
+pub mod pools;
 pub mod procfs;
 pub mod provision;
 pub mod sysfs;
