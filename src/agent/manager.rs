@@ -18,6 +18,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 
 use super::allocate::AllocateOptions;
 use super::server::{FileDirs, PluginService, WatcherRegistration, WatcherStatus};
+use super::telemetry::Telemetry;
 use crate::pools::{Pool, Pools};
 
 /// How pools are registered with kubelet.
@@ -67,6 +68,7 @@ pub struct Manager {
     opts: AllocateOptions,
     dirs: FileDirs,
     servers: BTreeMap<String, PoolServer>,
+    telemetry: Option<Arc<Telemetry>>,
 }
 
 /// The socket file name of a pool: `<prefix>_<name>.sock`.
@@ -86,7 +88,28 @@ impl Manager {
             opts,
             dirs,
             servers: BTreeMap::new(),
+            telemetry: None,
         }
+    }
+
+    /// Counts registrations into `t`.
+    pub fn set_telemetry(&mut self, t: Arc<Telemetry>) {
+        self.telemetry = Some(t);
+    }
+
+    /// Every served pool and whether kubelet accepted it (Register in
+    /// device-plugin-dir mode; the watcher's status in watcher mode).
+    pub fn registered(&self) -> BTreeMap<String, bool> {
+        self.servers
+            .iter()
+            .map(|(r, s)| {
+                let ok = match self.mode {
+                    Mode::DevicePluginDir(_) => s.registered,
+                    Mode::PluginWatcher(_) => s.watcher_status.lock().is_ok_and(|g| g.registered),
+                };
+                (r.clone(), ok)
+            })
+            .collect()
     }
 
     fn socket_dir(&self) -> &Path {
@@ -206,7 +229,11 @@ impl Manager {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        match register(&kubelet, resource, &endpoint).await {
+        let result = register(&kubelet, resource, &endpoint).await;
+        if let Some(t) = &self.telemetry {
+            t.registration(resource, result.is_ok());
+        }
+        match result {
             Ok(()) => {
                 s.registered = true;
                 tracing::info!(pool = %resource, "registered with kubelet");
