@@ -240,7 +240,13 @@ pub async fn run(
             }
         }
         let round = Instant::now();
-        reload_if_changed(&opts, &mut config_text, &mut cfg, force_reload, &handle.telemetry);
+        reload_if_changed(
+            &opts,
+            &mut config_text,
+            &mut cfg,
+            force_reload,
+            &handle.telemetry,
+        );
         match compute_pools(&sysfs, &procfs, &cfg) {
             Ok(p) => {
                 mgr.apply(&p).await;

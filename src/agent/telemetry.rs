@@ -34,7 +34,10 @@ impl Histogram {
     /// Records one observation.
     pub fn observe(&mut self, d: Duration) {
         let s = d.as_secs_f64();
-        let i = BUCKETS.iter().position(|b| s <= *b).unwrap_or(BUCKETS.len());
+        let i = BUCKETS
+            .iter()
+            .position(|b| s <= *b)
+            .unwrap_or(BUCKETS.len());
         self.counts[i] += 1;
         self.sum += s;
         self.count += 1;

@@ -16,10 +16,10 @@ fn family(name: &str, types: &BTreeMap<String, String>) -> Option<String> {
         return Some(name.to_string());
     }
     for suffix in ["_bucket", "_sum", "_count"] {
-        if let Some(base) = name.strip_suffix(suffix) {
-            if types.get(base).map(String::as_str) == Some("histogram") {
-                return Some(base.to_string());
-            }
+        if let Some(base) = name.strip_suffix(suffix)
+            && types.get(base).map(String::as_str) == Some("histogram")
+        {
+            return Some(base.to_string());
         }
     }
     None
