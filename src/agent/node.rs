@@ -96,7 +96,8 @@ pub async fn run(
         let l = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| NodeError::HttpBind { addr, source })?;
-        tracing::info!(%addr, "serving /healthz, /readyz, /metrics");
+        let bound = l.local_addr().unwrap_or(addr);
+        tracing::info!(addr = %bound, "serving /healthz, /readyz, /metrics");
         tasks
             .0
             .push(tokio::spawn(http::serve_tcp(l, telemetry.clone(), stall)));
