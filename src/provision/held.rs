@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::pci::PciAddress;
 
@@ -26,8 +27,10 @@ pub enum HeldError {
 /// read through the CNI module's record list once it is part of this
 /// build. Until then no VF is known to be held, and this says so.
 pub fn held_vfs(state_dir: &Path) -> Result<BTreeSet<PciAddress>, HeldError> {
+    // The agent asks on every policy poll: say it once per process.
+    static WARNED: AtomicBool = AtomicBool::new(false);
     let records = state_dir.join("cni");
-    if records.is_dir() {
+    if records.is_dir() && !WARNED.swap(true, Ordering::Relaxed) {
         tracing::warn!(
             dir = %records.display(),
             "this build does not read CNI records: VFs held by pods are not protected"
