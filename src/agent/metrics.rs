@@ -208,3 +208,54 @@ pub fn render(s: &State) -> String {
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::agent::telemetry::{PoolDeviceView, PoolView, ReconcileView};
+    use crate::provision::Held;
+
+    #[test]
+    fn histograms_are_cumulative_and_labels_escaped() {
+        let mut s = State::default();
+        s.pools = vec![PoolView {
+            resource: r#"a"b\c"#.into(),
+            registered: true,
+            devices: vec![PoolDeviceView {
+                pci: "0000:3b:02.0".parse().unwrap(),
+                healthy: false,
+            }],
+        }];
+        s.rescans.observe(Duration::from_micros(1500));
+        s.rescans.observe(Duration::from_secs(60));
+        s.last_reconcile = Some(ReconcileView {
+            finished_at: 0,
+            error: None,
+            steps: vec![],
+            held: vec![Held {
+                vf: "0000:3b:02.0".parse().unwrap(),
+                pending: "x".into(),
+            }],
+        });
+        let text = render(&s);
+        for line in [
+            r#"fastpath_pool_capacity{resource="a\"b\\c"} 1"#,
+            r#"fastpath_pool_allocatable{resource="a\"b\\c"} 0"#,
+            r#"fastpath_pool_unhealthy{resource="a\"b\\c"} 1"#,
+            r#"fastpath_rescan_duration_seconds_bucket{le="0.001"} 0"#,
+            r#"fastpath_rescan_duration_seconds_bucket{le="0.0025"} 1"#,
+            r#"fastpath_rescan_duration_seconds_bucket{le="30"} 1"#,
+            r#"fastpath_rescan_duration_seconds_bucket{le="+Inf"} 2"#,
+            "fastpath_rescan_duration_seconds_sum 60.0015",
+            "fastpath_rescan_duration_seconds_count 2",
+            "fastpath_provision_held_vfs 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+    }
+}

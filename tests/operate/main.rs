@@ -310,6 +310,15 @@ async fn policy_changes_reach_kubelet_and_metrics_and_status_show_them() {
     );
     assert_eq!(v["attachments"], serde_json::Value::Null);
 
+    // SIGHUP (the CLI calls reload()) re-reads the rejected file: rejected
+    // again, still nothing changed.
+    handle.reload();
+    scrape_until(http, |e| {
+        e.get("fastpath_policy_reloads_total", &[("result", "error")]) == Some(2.0)
+    })
+    .await;
+    assert_eq!(numvfs(dir.path()), "3\n");
+
     stop.send(()).unwrap();
     tokio::time::timeout(T, task)
         .await
