@@ -219,15 +219,17 @@ mod tests {
 
     #[test]
     fn histograms_are_cumulative_and_labels_escaped() {
-        let mut s = State::default();
-        s.pools = vec![PoolView {
-            resource: r#"a"b\c"#.into(),
-            registered: true,
-            devices: vec![PoolDeviceView {
-                pci: "0000:3b:02.0".parse().unwrap(),
-                healthy: false,
+        let mut s = State {
+            pools: vec![PoolView {
+                resource: r#"a"b\c"#.into(),
+                registered: true,
+                devices: vec![PoolDeviceView {
+                    pci: "0000:3b:02.0".parse().unwrap(),
+                    healthy: false,
+                }],
             }],
-        }];
+            ..State::default()
+        };
         s.rescans.observe(Duration::from_micros(1500));
         s.rescans.observe(Duration::from_secs(60));
         s.last_reconcile = Some(ReconcileView {
