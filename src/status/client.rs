@@ -61,3 +61,19 @@ pub fn fetch(state_dir: &Path) -> Result<AgentStatus, StatusError> {
     }
     serde_json::from_str(body).map_err(|e| answer(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_agent_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = fetch(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("agent.sock"), "{e}");
+        assert!(
+            e.ends_with("(is `fastpath agent` running with this state dir?)"),
+            "{e}"
+        );
+    }
+}
