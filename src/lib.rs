@@ -15,5 +15,6 @@ pub mod pci;
 pub mod pools;
 pub mod procfs;
 pub mod provision;
+pub mod status;
 pub mod sysfs;
 pub mod vfrange;

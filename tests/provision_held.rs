@@ -44,6 +44,15 @@ fn a_vf_attached_to_a_pod_holds_the_count_change_until_del() {
     let (code, res) = h.cni("ADD", &env, &conf);
     assert_eq!(code, 0, "{res}");
 
+    // `fastpath status` shows the same record as an attachment of its pod.
+    let att = fastpath::status::attachments::list(h.state.path()).unwrap();
+    assert_eq!(att.len(), 1);
+    assert_eq!(att[0].pci.to_string(), h.vfs[0].pci);
+    assert_eq!(
+        (att[0].pod_name.as_str(), att[0].ifname.as_str()),
+        ("pod-c0", "net1")
+    );
+
     let held = plan(&h, &policy);
     assert!(held.contains("held until pods release their VFs"), "{held}");
     assert!(held.contains(&h.vfs[0].pci), "{held}");
@@ -55,6 +64,11 @@ fn a_vf_attached_to_a_pod_holds_the_count_change_until_del() {
 
     let (code, res) = h.cni("DEL", &env, &conf);
     assert_eq!(code, 0, "{res}");
+    assert!(
+        fastpath::status::attachments::list(h.state.path())
+            .unwrap()
+            .is_empty()
+    );
     let free = plan(&h, &policy);
     assert!(!free.contains("held until"), "{free}");
     assert!(

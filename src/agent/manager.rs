@@ -18,6 +18,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 
 use super::allocate::AllocateOptions;
 use super::server::{FileDirs, PluginService, WatcherRegistration, WatcherStatus};
+use super::telemetry::Telemetry;
 use crate::pools::{Pool, Pools};
 
 /// How pools are registered with kubelet.
@@ -71,6 +72,7 @@ pub struct Manager {
     opts: AllocateOptions,
     dirs: FileDirs,
     servers: BTreeMap<String, PoolServer>,
+    telemetry: Option<Arc<Telemetry>>,
 }
 
 /// The socket file name of a pool: `<prefix>_<name>.sock`.
@@ -90,7 +92,28 @@ impl Manager {
             opts,
             dirs,
             servers: BTreeMap::new(),
+            telemetry: None,
         }
+    }
+
+    /// Counts registrations into `t`.
+    pub fn set_telemetry(&mut self, t: Arc<Telemetry>) {
+        self.telemetry = Some(t);
+    }
+
+    /// Every served pool and whether kubelet accepted it (Register in
+    /// device-plugin-dir mode; the watcher's status in watcher mode).
+    pub fn registered(&self) -> BTreeMap<String, bool> {
+        self.servers
+            .iter()
+            .map(|(r, s)| {
+                let ok = match self.mode {
+                    Mode::DevicePluginDir(_) => s.registered,
+                    Mode::PluginWatcher(_) => s.watcher_status.lock().is_ok_and(|g| g.registered),
+                };
+                (r.clone(), ok)
+            })
+            .collect()
     }
 
     fn socket_dir(&self) -> &Path {
@@ -220,6 +243,9 @@ impl Manager {
             }
             tokio::time::sleep(REGISTER_RETRY_DELAY).await;
             result = register(&kubelet, resource, &endpoint).await;
+        }
+        if let Some(t) = &self.telemetry {
+            t.registration(resource, result.is_ok());
         }
         match result {
             Ok(()) => {

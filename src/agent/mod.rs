@@ -4,18 +4,25 @@
 //! servers and ListAndWatch updates.
 
 pub mod allocate;
+pub mod cni_metrics;
 mod files;
+pub mod http;
 pub mod kubelet_watch;
 pub mod manager;
+pub mod metrics;
+pub mod node;
+pub mod policy;
 pub mod preferred;
 pub mod server;
+pub mod status;
+pub mod telemetry;
 #[cfg(test)]
 mod test_pool;
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -23,6 +30,7 @@ use self::allocate::AllocateOptions;
 use self::kubelet_watch::SocketEvent;
 use self::manager::{Manager, Mode};
 use self::server::FileDirs;
+use self::telemetry::Telemetry;
 use crate::inventory;
 use crate::pools::{self, Config, ConfigError, HostFacts, Pools};
 use crate::procfs::Procfs;
@@ -96,6 +104,8 @@ pub enum AgentError {
 pub struct AgentHandle {
     rescan: Arc<Notify>,
     reload: Arc<Notify>,
+    policy_reload: Arc<Notify>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl AgentHandle {
@@ -109,9 +119,16 @@ impl AgentHandle {
         self.rescan.notify_one();
     }
 
-    /// Re-read the config file now (SIGHUP).
+    /// Re-read the config file (and the node policy, when one is
+    /// configured) now (SIGHUP).
     pub fn reload(&self) {
         self.reload.notify_one();
+        self.policy_reload.notify_one();
+    }
+
+    /// Counters and views for health, metrics and status.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
     }
 }
 
@@ -187,14 +204,18 @@ pub async fn run(
         Mode::PluginWatcher(_) => None,
     };
     let mut mgr = Manager::new(mode, alloc, dirs);
-    let scan_started = std::time::Instant::now();
+    mgr.set_telemetry(handle.telemetry.clone());
+    let started = Instant::now();
     let first = compute_pools(&sysfs, &procfs, &cfg)?;
     tracing::info!(
-        elapsed_ms = scan_started.elapsed().as_secs_f64() * 1e3,
+        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
         "first scan and pool assignment done"
     );
     mgr.apply(&first).await;
     tracing::info!("every pool served");
+    handle
+        .telemetry
+        .rescanned(&first, &mgr.registered(), started.elapsed());
     // The first scan just ran; the next one is due one interval from now.
     let mut tick = tokio::time::interval_at(
         tokio::time::Instant::now() + opts.rescan_interval,
@@ -203,6 +224,7 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
+        handle.telemetry.tick();
         let mut force_reload = false;
         tokio::select! {
             () = &mut shutdown => break,
@@ -226,15 +248,29 @@ pub async fn run(
                 continue;
             }
         }
-        reload_if_changed(&opts, &mut config_text, &mut cfg, force_reload);
+        let round = Instant::now();
+        reload_if_changed(
+            &opts,
+            &mut config_text,
+            &mut cfg,
+            force_reload,
+            &handle.telemetry,
+        );
         // The scan is blocking file I/O: keep it off the workers serving gRPC.
         let (s, p, c) = (sysfs.clone(), procfs.clone(), cfg.clone());
         match tokio::task::spawn_blocking(move || compute_pools(&s, &p, &c)).await {
-            Ok(Ok(p)) => mgr.apply(&p).await,
+            Ok(Ok(p)) => {
+                mgr.apply(&p).await;
+                handle
+                    .telemetry
+                    .rescanned(&p, &mgr.registered(), round.elapsed());
+            }
             Ok(Err(e)) => tracing::warn!("rescan failed, keeping current pools: {e}"),
             Err(e) => tracing::error!("rescan task failed: {e}"),
         }
         mgr.register_pending().await;
+        handle.telemetry.set_registered(&mgr.registered());
+        cni_metrics::drain(&opts.state_dir, &handle.telemetry);
     }
     tracing::info!("shutting down: stopping servers and removing sockets");
     mgr.shutdown().await;
@@ -244,7 +280,13 @@ pub async fn run(
 /// Re-reads the config when its text changed (or on SIGHUP); an invalid
 /// new config is logged with the same error as at start and the running
 /// config stays.
-fn reload_if_changed(opts: &AgentOptions, text: &mut String, cfg: &mut Config, force: bool) {
+fn reload_if_changed(
+    opts: &AgentOptions,
+    text: &mut String,
+    cfg: &mut Config,
+    force: bool,
+    telemetry: &Telemetry,
+) {
     let new_text = match std::fs::read_to_string(&opts.config) {
         Ok(t) => t,
         Err(e) => {
@@ -259,15 +301,19 @@ fn reload_if_changed(opts: &AgentOptions, text: &mut String, cfg: &mut Config, f
     }
     match pools::config::parse(&new_text, &opts.resource_prefix) {
         Ok(c) => {
+            telemetry.config_reload(true);
             if c != *cfg {
                 tracing::info!(config = %opts.config.display(), "config reloaded");
             }
             *cfg = c;
         }
-        Err(e) => tracing::error!(
-            "{}: {e}; rejected, keeping the running pools",
-            opts.config.display()
-        ),
+        Err(e) => {
+            telemetry.config_reload(false);
+            tracing::error!(
+                "{}: {e}; rejected, keeping the running pools",
+                opts.config.display()
+            );
+        }
     }
     *text = new_text;
 }

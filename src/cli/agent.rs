@@ -2,6 +2,7 @@
 //! reloads the config; SIGTERM/SIGINT stop serving, remove the sockets and
 //! exit 0.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,7 +10,9 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::agent::{self, AgentHandle, AgentOptions};
+use crate::agent::node::{self, NodeOptions};
+use crate::agent::policy::PolicyOptions;
+use crate::agent::{AgentHandle, AgentOptions};
 
 /// Arguments of `fastpath agent` (the deploy manifests use these names).
 #[derive(Debug, clap::Args)]
@@ -48,6 +51,30 @@ pub struct AgentArgs {
     /// Where procfs is mounted (default routes).
     #[arg(long, env = "FASTPATH_PROC_ROOT", default_value = crate::procfs::DEFAULT_ROOT)]
     pub proc_root: PathBuf,
+    /// The node policy (YAML or JSON): applied on start, on change and on
+    /// SIGHUP. An invalid policy at start stops the agent.
+    #[arg(long, env = "FASTPATH_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// The node's primary address (kubelet node IP); a PF holding it is
+    /// not reconfigured without `force`.
+    #[arg(long, env = "FASTPATH_NODE_IP")]
+    pub node_ip: Option<IpAddr>,
+    /// Where /healthz, /readyz and /metrics are served (`off` disables).
+    #[arg(long, default_value = "[::]:9808", value_parser = parse_http_addr)]
+    pub http_addr: HttpAddr,
+}
+
+/// `--http-addr`: an address, or `off`.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpAddr(pub Option<SocketAddr>);
+
+fn parse_http_addr(s: &str) -> Result<HttpAddr, String> {
+    if s == "off" {
+        return Ok(HttpAddr(None));
+    }
+    s.parse()
+        .map(|a| HttpAddr(Some(a)))
+        .map_err(|_| format!("{s:?} is not an address like [::]:9808 or 127.0.0.1:9808, or off"))
 }
 
 /// Parses `500ms`, `2s`, `1m` (or bare milliseconds).
@@ -72,7 +99,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Runs the agent on a multi-threaded tokio runtime until SIGTERM/SIGINT.
 pub fn run(sysfs_root: &Path, args: AgentArgs) -> anyhow::Result<ExitCode> {
-    let opts = AgentOptions {
+    let policy = args.policy.map(|p| {
+        let mut o = PolicyOptions::new(
+            p,
+            args.state_dir.clone(),
+            sysfs_root.to_path_buf(),
+            args.proc_root.clone(),
+        )
+        .node_ip(args.node_ip);
+        o.poll_interval = args.rescan_interval;
+        o
+    });
+    let agent = AgentOptions {
         config: args.config,
         resource_prefix: args.resource_prefix,
         device_plugin_dir: args.device_plugin_dir,
@@ -84,6 +122,11 @@ pub fn run(sysfs_root: &Path, args: AgentArgs) -> anyhow::Result<ExitCode> {
         rescan_interval: args.rescan_interval,
         sysfs_root: sysfs_root.to_path_buf(),
         proc_root: args.proc_root,
+    };
+    let opts = NodeOptions {
+        agent,
+        policy,
+        http_addr: args.http_addr.0,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -98,7 +141,7 @@ pub fn run(sysfs_root: &Path, args: AgentArgs) -> anyhow::Result<ExitCode> {
         let h = handle.clone();
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading the config");
+                tracing::info!("SIGHUP: reloading the config and the policy");
                 h.reload();
             }
         });
@@ -108,7 +151,7 @@ pub fn run(sysfs_root: &Path, args: AgentArgs) -> anyhow::Result<ExitCode> {
                 _ = int.recv() => {}
             }
         };
-        agent::run(opts, handle, shutdown).await?;
+        node::run(opts, handle, shutdown).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

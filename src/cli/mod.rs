@@ -8,6 +8,7 @@ mod install_cni;
 pub mod list;
 mod pools;
 mod provision;
+mod status;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -61,6 +62,8 @@ pub enum Command {
     Pools(pools::PoolsArgs),
     /// Run the node agent: a kubelet device plugin for every pool.
     Agent(agent::AgentArgs),
+    /// Show the running agent's pools, held VFs and VFs attached to pods.
+    Status(status::StatusArgs),
 }
 
 /// Sets up `tracing` on stderr; `RUST_LOG` (default `info`) filters.
@@ -102,6 +105,7 @@ pub fn run_to(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Apply(args) => provision::apply(&sysfs, &args, out),
         Command::Pools(args) => pools::run(&sysfs, &args, out),
         Command::Agent(args) => agent::run(sysfs.root(), args),
+        Command::Status(args) => status::run(&args, out),
     }
 }
 

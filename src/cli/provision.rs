@@ -1,18 +1,16 @@
 //! `fastpath plan` and `fastpath apply`: provisioning from a node policy.
-//! The set of VFs pods hold is computed in exactly one place,
-//! [`held_vfs`].
+//! The set of VFs pods hold comes from [`provision::held_vfs`], shared
+//! with the agent.
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 
 use crate::inventory;
-use crate::pci::PciAddress;
 use crate::procfs::Procfs;
 use crate::provision::journal::Journal;
 use crate::provision::{self, ApplyReport, Plan, Policy, ReconcileOptions, facts};
@@ -43,22 +41,10 @@ pub struct ProvisionArgs {
     pub wait_timeout: u64,
 }
 
-/// The VFs pods currently hold: never unbound or destroyed by provisioning.
-///
-/// The CNI's durable records (`<state_dir>/cni/`) are the source. Every
-/// record counts, attached or not: a record without `attached` is an ADD in
-/// progress or one that died mid-way, and its VF is not free until DEL or
-/// recovery restores it.
-pub fn held_vfs(state_dir: &Path) -> anyhow::Result<BTreeSet<PciAddress>> {
-    let records = crate::cni::records::list(state_dir)
-        .with_context(|| format!("reading CNI records under {}", state_dir.display()))?;
-    Ok(records.into_iter().map(|a| a.pci).collect())
-}
-
 /// `fastpath plan`: what apply would change, changing nothing.
 pub fn plan(sysfs: &Sysfs, args: &ProvisionArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let policy = Policy::load(&args.policy)?;
-    let held = held_vfs(&args.state_dir)?;
+    let held = provision::held_vfs(&args.state_dir)?;
     let procfs = Procfs::new(&args.proc_root);
     let inv =
         inventory::scan(sysfs).with_context(|| format!("scanning {}", sysfs.root().display()))?;
@@ -125,7 +111,7 @@ fn write_held_and_warnings(
 /// `fastpath apply`: brings the node to the policy and reports timings.
 pub fn apply(sysfs: &Sysfs, args: &ProvisionArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let policy = Policy::load(&args.policy)?;
-    let held = held_vfs(&args.state_dir)?;
+    let held = provision::held_vfs(&args.state_dir)?;
     let procfs = Procfs::new(&args.proc_root);
     let opts = ReconcileOptions {
         state_dir: args.state_dir.clone(),
@@ -189,6 +175,8 @@ fn write_report(r: &ApplyReport, out: &mut dyn Write) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     /// Every regular file under `dir` with its content, and every link.

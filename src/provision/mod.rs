@@ -9,6 +9,7 @@ pub mod apply;
 pub mod desired;
 mod execute;
 pub mod facts;
+pub mod held;
 pub mod journal;
 pub mod plan;
 pub mod policy;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 pub use apply::{ApplyError, ApplyReport};
 pub use facts::HostFacts;
+pub use held::{HeldError, held_vfs};
 pub use plan::{Action, Held, Plan, PlanErrors, Step, plan};
 pub use policy::{DeviceType, Policy, PolicyError};
 

@@ -42,7 +42,7 @@ pub struct Step {
 }
 
 /// Something the plan leaves alone because a pod holds a VF.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Held {
     /// The held VF.

@@ -459,6 +459,9 @@ async fn sigterm_stops_serving_removes_sockets_and_exits_zero() {
         .arg(&opts.proc_root)
         .arg("--rescan-interval")
         .arg("200ms")
+        // Any free port: tests run beside each other on one host.
+        .arg("--http-addr")
+        .arg("127.0.0.1:0")
         .spawn()
         .unwrap();
     let regs = kubelet.registrations(4, T).await;

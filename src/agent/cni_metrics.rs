@@ -1,0 +1,123 @@
+//! The channel from CNI invocations to the agent's `/metrics`: the CNI
+//! process cannot reach the agent (and must work without it), so each
+//! invocation leaves one small JSON file in `<state_dir>/metrics/cni/` and
+//! the agent drains the directory on every loop round. Format in
+//! docs/OPERATIONS.md ("CNI metrics files").
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::telemetry::Telemetry;
+
+/// Most files the CNI keeps waiting for the agent: with no agent draining
+/// them a writer stops adding files at this count, so the directory stays
+/// bounded (a few hundred KiB).
+pub const MAX_PENDING_FILES: usize = 4096;
+
+/// The directory under the state dir.
+pub fn dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("metrics/cni")
+}
+
+/// One CNI invocation, as the CNI writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CniEvent {
+    /// `ADD`, `DEL`, `CHECK`, `STATUS`, `GC`, `VERSION`.
+    pub command: String,
+    /// Whether it succeeded (exit code 0).
+    pub ok: bool,
+    /// Wall time in microseconds.
+    pub duration_us: u64,
+    /// The error code returned, when it failed (informational).
+    #[serde(default)]
+    pub error_code: Option<u32>,
+}
+
+const COMMANDS: [&str; 6] = ["ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION"];
+
+/// Parses one file; `None` when it is not a valid event.
+pub fn parse(text: &str) -> Option<CniEvent> {
+    let e: CniEvent = serde_json::from_str(text).ok()?;
+    COMMANDS.contains(&e.command.as_str()).then_some(e)
+}
+
+/// Reads, counts and removes every finished file (`*.json`; the writer's
+/// dot-prefixed temp files are left alone). Returns how many were read.
+pub fn drain(state_dir: &Path, telemetry: &Telemetry) -> usize {
+    let d = dir(state_dir);
+    let Ok(entries) = std::fs::read_dir(&d) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || !name.ends_with(".json") {
+            continue;
+        }
+        let path = e.path();
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        match parse(&text) {
+            Some(ev) => telemetry.cni(&ev.command, ev.ok, Duration::from_micros(ev.duration_us)),
+            None => {
+                tracing::warn!(file = %path.display(), "malformed CNI metrics file; dropped");
+                telemetry.cni_malformed();
+            }
+        }
+        if let Err(err) = std::fs::remove_file(&path) {
+            tracing::warn!(file = %path.display(), "removing CNI metrics file: {err}");
+        }
+        n += 1;
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_counted_once_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = super::dir(dir.path());
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("1-1.json"),
+            r#"{"command":"ADD","ok":true,"durationUs":3000}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("2-1.json"),
+            r#"{"command":"DEL","ok":false,"durationUs":20,"errorCode":11}"#,
+        )
+        .unwrap();
+        std::fs::write(d.join("3-1.json"), r#"{"command":"ADD","ok":true}"#).unwrap();
+        std::fs::write(d.join(".4-1.json.tmp"), "half").unwrap();
+        let t = Telemetry::default();
+        assert_eq!(drain(dir.path(), &t), 3);
+        assert_eq!(drain(dir.path(), &t), 0);
+        let s = t.snapshot();
+        assert_eq!(s.cni_malformed, 1);
+        let add = &s.cni[&("ADD".to_string(), "ok".to_string())];
+        assert_eq!((add.count, add.sum), (1, 0.003));
+        assert_eq!(s.cni[&("DEL".to_string(), "error".to_string())].count, 1);
+        assert!(d.join(".4-1.json.tmp").exists());
+    }
+
+    #[test]
+    fn unknown_commands_and_fields_are_malformed() {
+        assert_eq!(
+            parse(r#"{"command":"NOPE","ok":true,"durationUs":1}"#),
+            None
+        );
+        assert_eq!(
+            parse(r#"{"command":"ADD","ok":true,"durationUs":1,"x":1}"#),
+            None
+        );
+    }
+}

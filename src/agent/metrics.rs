@@ -1,0 +1,263 @@
+//! `/metrics` in the Prometheus text exposition format (version 0.0.4),
+//! rendered from a [`State`] snapshot. Names and labels are listed in
+//! docs/OPERATIONS.md.
+
+use std::fmt::Write;
+
+use super::telemetry::{BUCKETS, Histogram, State};
+
+/// Escapes a label value (`\`, `"`, newline).
+fn esc(v: &str) -> String {
+    v.replace('\\', r"\\")
+        .replace('"', "\\\"")
+        .replace('\n', r"\n")
+}
+
+fn head(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    let mut cum = 0;
+    for (i, b) in BUCKETS.iter().enumerate() {
+        cum += h.counts[i];
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cum}");
+    }
+    cum += h.counts[BUCKETS.len()];
+    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cum}");
+    let braces = |s: &str| {
+        if s.is_empty() {
+            String::new()
+        } else {
+            format!("{{{s}}}")
+        }
+    };
+    let _ = writeln!(out, "{name}_sum{} {}", braces(labels), h.sum);
+    let _ = writeln!(out, "{name}_count{} {}", braces(labels), h.count);
+}
+
+/// The whole exposition.
+pub fn render(s: &State) -> String {
+    let mut out = String::new();
+    head(
+        &mut out,
+        "fastpath_pool_capacity",
+        "gauge",
+        "Devices in the pool.",
+    );
+    for p in &s.pools {
+        let _ = writeln!(
+            out,
+            "fastpath_pool_capacity{{resource=\"{}\"}} {}",
+            esc(&p.resource),
+            p.devices.len()
+        );
+    }
+    head(
+        &mut out,
+        "fastpath_pool_allocatable",
+        "gauge",
+        "Healthy devices kubelet may hand out.",
+    );
+    for p in &s.pools {
+        let n = p.devices.iter().filter(|d| d.healthy).count();
+        let _ = writeln!(
+            out,
+            "fastpath_pool_allocatable{{resource=\"{}\"}} {n}",
+            esc(&p.resource)
+        );
+    }
+    head(
+        &mut out,
+        "fastpath_pool_unhealthy",
+        "gauge",
+        "Devices advertised as Unhealthy.",
+    );
+    for p in &s.pools {
+        let n = p.devices.iter().filter(|d| !d.healthy).count();
+        let _ = writeln!(
+            out,
+            "fastpath_pool_unhealthy{{resource=\"{}\"}} {n}",
+            esc(&p.resource)
+        );
+    }
+    head(
+        &mut out,
+        "fastpath_pool_registered",
+        "gauge",
+        "1 when kubelet accepted the pool's registration.",
+    );
+    for p in &s.pools {
+        let _ = writeln!(
+            out,
+            "fastpath_pool_registered{{resource=\"{}\"}} {}",
+            esc(&p.resource),
+            u8::from(p.registered)
+        );
+    }
+    head(
+        &mut out,
+        "fastpath_kubelet_registrations_total",
+        "counter",
+        "Register calls to kubelet by result.",
+    );
+    for ((r, res), n) in &s.registrations {
+        let _ = writeln!(
+            out,
+            "fastpath_kubelet_registrations_total{{resource=\"{}\",result=\"{res}\"}} {n}",
+            esc(r)
+        );
+    }
+    head(
+        &mut out,
+        "fastpath_config_reloads_total",
+        "counter",
+        "Pool config reloads by result.",
+    );
+    for (res, n) in &s.config_reloads {
+        let _ = writeln!(out, "fastpath_config_reloads_total{{result=\"{res}\"}} {n}");
+    }
+    head(
+        &mut out,
+        "fastpath_policy_reloads_total",
+        "counter",
+        "Node policy reloads by result.",
+    );
+    for (res, n) in &s.policy_reloads {
+        let _ = writeln!(out, "fastpath_policy_reloads_total{{result=\"{res}\"}} {n}");
+    }
+    head(
+        &mut out,
+        "fastpath_rescan_duration_seconds",
+        "histogram",
+        "sysfs rescans and how long each took.",
+    );
+    histogram(&mut out, "fastpath_rescan_duration_seconds", "", &s.rescans);
+    head(
+        &mut out,
+        "fastpath_provision_reconciles_total",
+        "counter",
+        "Policy reconciles by result.",
+    );
+    for (res, n) in &s.reconciles {
+        let _ = writeln!(
+            out,
+            "fastpath_provision_reconciles_total{{result=\"{res}\"}} {n}"
+        );
+    }
+    head(
+        &mut out,
+        "fastpath_provision_reconcile_duration_seconds",
+        "histogram",
+        "Wall time of policy reconciles.",
+    );
+    histogram(
+        &mut out,
+        "fastpath_provision_reconcile_duration_seconds",
+        "",
+        &s.reconcile_duration,
+    );
+    head(
+        &mut out,
+        "fastpath_provision_action_duration_seconds",
+        "histogram",
+        "Provisioning actions executed, by kind, and their durations.",
+    );
+    for (kind, h) in &s.provision_actions {
+        histogram(
+            &mut out,
+            "fastpath_provision_action_duration_seconds",
+            &format!("action=\"{}\"", esc(kind)),
+            h,
+        );
+    }
+    head(
+        &mut out,
+        "fastpath_provision_held_vfs",
+        "gauge",
+        "VFs whose policy change waits for a pod to release them.",
+    );
+    let held = s.last_reconcile.as_ref().map_or(0, |r| r.held.len());
+    let _ = writeln!(out, "fastpath_provision_held_vfs {held}");
+    head(
+        &mut out,
+        "fastpath_cni_duration_seconds",
+        "histogram",
+        "CNI invocations by command and result, and their latency.",
+    );
+    for ((cmd, res), h) in &s.cni {
+        histogram(
+            &mut out,
+            "fastpath_cni_duration_seconds",
+            &format!("command=\"{}\",result=\"{}\"", esc(cmd), esc(res)),
+            h,
+        );
+    }
+    head(
+        &mut out,
+        "fastpath_cni_metrics_malformed_total",
+        "counter",
+        "CNI metrics files that could not be parsed.",
+    );
+    let _ = writeln!(
+        out,
+        "fastpath_cni_metrics_malformed_total {}",
+        s.cni_malformed
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::agent::telemetry::{PoolDeviceView, PoolView, ReconcileView};
+    use crate::provision::Held;
+
+    #[test]
+    fn histograms_are_cumulative_and_labels_escaped() {
+        let mut s = State {
+            pools: vec![PoolView {
+                resource: r#"a"b\c"#.into(),
+                registered: true,
+                devices: vec![PoolDeviceView {
+                    pci: "0000:3b:02.0".parse().unwrap(),
+                    healthy: false,
+                }],
+            }],
+            ..State::default()
+        };
+        s.rescans.observe(Duration::from_micros(1500));
+        s.rescans.observe(Duration::from_secs(60));
+        s.last_reconcile = Some(ReconcileView {
+            finished_at: 0,
+            error: None,
+            steps: vec![],
+            held: vec![Held {
+                vf: "0000:3b:02.0".parse().unwrap(),
+                pending: "x".into(),
+            }],
+        });
+        let text = render(&s);
+        for line in [
+            r#"fastpath_pool_capacity{resource="a\"b\\c"} 1"#,
+            r#"fastpath_pool_allocatable{resource="a\"b\\c"} 0"#,
+            r#"fastpath_pool_unhealthy{resource="a\"b\\c"} 1"#,
+            r#"fastpath_rescan_duration_seconds_bucket{le="0.001"} 0"#,
+            r#"fastpath_rescan_duration_seconds_bucket{le="0.0025"} 1"#,
+            r#"fastpath_rescan_duration_seconds_bucket{le="30"} 1"#,
+            r#"fastpath_rescan_duration_seconds_bucket{le="+Inf"} 2"#,
+            "fastpath_rescan_duration_seconds_sum 60.0015",
+            "fastpath_rescan_duration_seconds_count 2",
+            "fastpath_provision_held_vfs 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The whole node agent: the device-plugin agent ([`super::run`]) plus
+//! what surrounds it: the node policy ([`super::policy`]), the health
+//! and metrics HTTP server ([`super::http`]) and the status socket.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::PathBuf;
+
+use super::policy::{self, PolicyOptions, PolicyRunError};
+use super::{AgentError, AgentHandle, AgentOptions, http, status};
+
+/// The agent and its optional parts.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// The device-plugin agent.
+    pub agent: AgentOptions,
+    /// The node policy, when `--policy` is given.
+    pub policy: Option<PolicyOptions>,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served; none: off.
+    pub http_addr: Option<SocketAddr>,
+}
+
+/// The node agent could not start or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The device-plugin agent.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    /// The node policy at start.
+    #[error(transparent)]
+    Policy(#[from] PolicyRunError),
+    /// Binding the HTTP address.
+    #[error("listening on {addr}: {source}")]
+    HttpBind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Creating the status socket.
+    #[error("status socket {path}: {source}")]
+    StatusSocket {
+        /// The socket.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Aborts the background tasks however `run` ends.
+struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+fn bind_status(state_dir: &std::path::Path) -> Result<tokio::net::UnixListener, NodeError> {
+    let path = status::socket_path(state_dir);
+    let err = |source| NodeError::StatusSocket {
+        path: path.clone(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
+        .map_err(err)?;
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e)),
+        _ => {}
+    }
+    let l = tokio::net::UnixListener::bind(&path).map_err(err)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    Ok(l)
+}
+
+/// Runs the node agent until `shutdown`. Serves health first (so probes
+/// answer during a long first reconcile), applies the policy (an invalid
+/// one stops the agent with its error; a kernel failure is logged and the
+/// agent serves what the node has), then runs the device-plugin agent.
+pub async fn run(
+    opts: NodeOptions,
+    handle: AgentHandle,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NodeError> {
+    let telemetry = handle.telemetry().clone();
+    telemetry.tick();
+    let mut tasks = Tasks(Vec::new());
+    let stall = http::stall_limit(opts.agent.rescan_interval);
+    if let Some(addr) = opts.http_addr {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| NodeError::HttpBind { addr, source })?;
+        let bound = l.local_addr().unwrap_or(addr);
+        tracing::info!(addr = %bound, "serving /healthz, /readyz, /metrics");
+        tasks
+            .0
+            .push(tokio::spawn(http::serve_tcp(l, telemetry.clone(), stall)));
+    }
+    let status_listener = bind_status(&opts.agent.state_dir)?;
+    let status_path = status::socket_path(&opts.agent.state_dir);
+    tasks.0.push(tokio::spawn(http::serve_unix(
+        status_listener,
+        telemetry.clone(),
+    )));
+    if let Some(p) = &opts.policy {
+        let (applied, result) = policy::start(p, &telemetry).await;
+        match result {
+            Err(e) if e.is_invalid_policy() => {
+                let _ = std::fs::remove_file(&status_path);
+                return Err(e.into());
+            }
+            Err(e) => tracing::error!("{e}; serving the node as it is"),
+            Ok(_) => {}
+        }
+        tasks.0.push(tokio::spawn(policy::watch(
+            p.clone(),
+            applied,
+            handle.clone(),
+        )));
+    }
+    let r = super::run(opts.agent, handle, shutdown).await;
+    drop(tasks);
+    let _ = std::fs::remove_file(&status_path);
+    Ok(r?)
+}

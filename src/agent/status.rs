@@ -1,0 +1,33 @@
+//! The agent's side of `fastpath status`: what it serves on its status
+//! socket (`<state_dir>/agent.sock`, 0600) as JSON.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::telemetry::{PoolView, ReconcileView, State};
+
+/// The status socket under the state dir.
+pub fn socket_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("agent.sock")
+}
+
+/// The running agent's view, as served on `/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentStatus {
+    /// Every pool served.
+    pub pools: Vec<PoolView>,
+    /// The last policy reconcile, when a policy is configured.
+    pub last_reconcile: Option<ReconcileView>,
+}
+
+impl AgentStatus {
+    /// From a telemetry snapshot.
+    pub fn from_state(s: &State) -> Self {
+        Self {
+            pools: s.pools.clone(),
+            last_reconcile: s.last_reconcile.clone(),
+        }
+    }
+}

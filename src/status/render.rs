@@ -1,0 +1,230 @@
+//! Text and JSON output of `fastpath status`.
+
+use std::io::{self, Write};
+
+use super::NodeStatus;
+
+/// `2026-11-28T13:05:09Z` for unix seconds (UTC; no timezone database).
+pub fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The JSON form (`--json`).
+pub fn json(s: &NodeStatus, out: &mut dyn Write) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, s)?;
+    writeln!(out)
+}
+
+/// The human form.
+pub fn text(s: &NodeStatus, out: &mut dyn Write) -> io::Result<()> {
+    if s.pools.is_empty() {
+        writeln!(out, "no pools configured")?;
+    } else {
+        let w = s
+            .pools
+            .iter()
+            .map(|p| p.resource.len())
+            .max()
+            .unwrap_or(0)
+            .max(4);
+        writeln!(
+            out,
+            "{:<w$}  REGISTERED  CAPACITY  HEALTHY  ALLOCATED",
+            "POOL"
+        )?;
+        for p in &s.pools {
+            let allocated = p.allocated.map_or("?".to_string(), |n| n.to_string());
+            writeln!(
+                out,
+                "{:<w$}  {:<10}  {:>8}  {:>7}  {:>9}",
+                p.resource,
+                if p.registered { "yes" } else { "no" },
+                p.capacity,
+                p.healthy,
+                allocated
+            )?;
+        }
+    }
+    match &s.last_reconcile {
+        None => writeln!(out, "\npolicy: none")?,
+        Some(r) => {
+            match &r.error {
+                None => writeln!(
+                    out,
+                    "\npolicy: last reconcile {} ok, {} steps applied",
+                    utc(r.finished_at),
+                    r.steps.len()
+                )?,
+                Some(e) => writeln!(
+                    out,
+                    "\npolicy: last reconcile {} FAILED: {e}",
+                    utc(r.finished_at)
+                )?,
+            }
+            if !r.held.is_empty() {
+                writeln!(out, "held until pods release their VFs:")?;
+                for h in &r.held {
+                    writeln!(out, "   - {}: {}", h.vf, h.pending)?;
+                }
+            }
+        }
+    }
+    match &s.attachments {
+        None => writeln!(
+            out,
+            "\nattached VFs: unknown (this build does not read the CNI records)"
+        )?,
+        Some(a) if a.is_empty() => writeln!(out, "\nattached VFs: none")?,
+        Some(a) => {
+            writeln!(
+                out,
+                "\nATTACHED VF   POD                           IFNAME      VLAN  SINCE"
+            )?;
+            for x in a {
+                let pod = format!("{}/{}", x.pod_namespace, x.pod_name);
+                let vlan = x.vlan.map_or("-".to_string(), |v| v.to_string());
+                writeln!(
+                    out,
+                    "{}  {:<28}  {:<10}  {:>4}  {}",
+                    x.pci,
+                    pod,
+                    x.ifname,
+                    vlan,
+                    utc(x.since)
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::status::AgentStatus;
+    use crate::agent::telemetry::{PoolDeviceView, PoolView, ReconcileView};
+    use crate::provision::Held;
+    use crate::status::{Attachment, build};
+
+    fn pci(s: &str) -> crate::pci::PciAddress {
+        s.parse().unwrap()
+    }
+
+    fn agent() -> AgentStatus {
+        let dev = |a: &str, healthy| PoolDeviceView {
+            pci: pci(a),
+            healthy,
+        };
+        AgentStatus {
+            pools: vec![
+                PoolView {
+                    resource: "intel.com/sriov_netdevice".into(),
+                    registered: true,
+                    devices: vec![
+                        dev("0000:3b:02.0", true),
+                        dev("0000:3b:02.1", true),
+                        dev("0000:3b:02.2", false),
+                    ],
+                },
+                PoolView {
+                    resource: "intel.com/sriov_dpdk".into(),
+                    registered: false,
+                    devices: vec![dev("0000:3b:02.3", true)],
+                },
+            ],
+            last_reconcile: Some(ReconcileView {
+                finished_at: 1_795_871_109,
+                error: None,
+                steps: vec!["PF 0000:3b:00.0 numVfs 0 -> 4".into()],
+                held: vec![Held {
+                    vf: pci("0000:3b:02.1"),
+                    pending: "VF 0000:3b:02.1 to vfio-pci".into(),
+                }],
+            }),
+        }
+    }
+
+    fn attached() -> Vec<Attachment> {
+        vec![Attachment {
+            pci: pci("0000:3b:02.1"),
+            resource: Some("intel.com/sriov_netdevice".into()),
+            pod_namespace: "cnf".into(),
+            pod_name: "upf-0".into(),
+            ifname: "net1".into(),
+            vlan: Some(100),
+            since: 1_795_870_800,
+        }]
+    }
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_795_871_109), "2026-11-28T13:05:09Z");
+    }
+
+    #[test]
+    fn text_with_attachments_and_held_vfs() {
+        let mut out = Vec::new();
+        text(&build(&agent(), Some(attached())), &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POOL                       REGISTERED  CAPACITY  HEALTHY  ALLOCATED
+intel.com/sriov_netdevice  yes                3        2          1
+intel.com/sriov_dpdk       no                 1        1          0
+
+policy: last reconcile 2026-11-28T13:05:09Z ok, 1 steps applied
+held until pods release their VFs:
+   - 0000:3b:02.1: VF 0000:3b:02.1 to vfio-pci
+
+ATTACHED VF   POD                           IFNAME      VLAN  SINCE
+0000:3b:02.1  cnf/upf-0                     net1         100  2026-11-28T13:00:00Z
+"
+        );
+    }
+
+    #[test]
+    fn unknown_attachments_are_not_shown_as_none() {
+        let mut out = Vec::new();
+        text(&build(&agent(), None), &mut out).unwrap();
+        let t = String::from_utf8(out).unwrap();
+        assert!(
+            t.contains("intel.com/sriov_dpdk       no                 1        1          ?\n"),
+            "{t}"
+        );
+        assert!(
+            t.ends_with("attached VFs: unknown (this build does not read the CNI records)\n"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn json_has_counts_held_and_attachments() {
+        let mut out = Vec::new();
+        json(&build(&agent(), Some(attached())), &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["pools"][0]["capacity"], 3);
+        assert_eq!(v["pools"][0]["healthy"], 2);
+        assert_eq!(v["pools"][0]["allocated"], 1);
+        assert_eq!(v["lastReconcile"]["held"][0]["vf"], "0000:3b:02.1");
+        assert_eq!(v["attachments"][0]["podName"], "upf-0");
+        assert_eq!(v["attachments"][0]["vlan"], 100);
+    }
+}
