@@ -4,37 +4,12 @@
 //! the agent drains the directory on every loop round. Format in
 //! docs/OPERATIONS.md ("CNI metrics files").
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-
-use serde::Deserialize;
 
 use super::telemetry::Telemetry;
 
-/// Most files the CNI keeps waiting for the agent: with no agent draining
-/// them a writer stops adding files at this count, so the directory stays
-/// bounded (a few hundred KiB).
-pub const MAX_PENDING_FILES: usize = 4096;
-
-/// The directory under the state dir.
-pub fn dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("metrics/cni")
-}
-
-/// One CNI invocation, as the CNI writes it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CniEvent {
-    /// `ADD`, `DEL`, `CHECK`, `STATUS`, `GC`, `VERSION`.
-    pub command: String,
-    /// Whether it succeeded (exit code 0).
-    pub ok: bool,
-    /// Wall time in microseconds.
-    pub duration_us: u64,
-    /// The error code returned, when it failed (informational).
-    #[serde(default)]
-    pub error_code: Option<u32>,
-}
+pub use crate::cni::metrics::{CniEvent, MAX_PENDING_FILES, dir};
 
 const COMMANDS: [&str; 6] = ["ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION"];
 

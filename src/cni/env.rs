@@ -32,6 +32,15 @@ pub struct CniEnv {
     pub sysfs_root: PathBuf,
 }
 
+/// FASTPATH_STATE_DIR, or [`DEFAULT_STATE_DIR`] when unset or empty.
+pub fn state_dir(env: &Env) -> PathBuf {
+    env.get("FASTPATH_STATE_DIR")
+        .map(String::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or(DEFAULT_STATE_DIR)
+        .into()
+}
+
 impl CniEnv {
     /// One CNI_ARGS value (`K8S_POD_NAME`, `MAC`, ...).
     pub fn arg(&self, key: &str) -> Option<&str> {
@@ -88,10 +97,7 @@ impl CniEnv {
             .filter(|s| !s.is_empty())
             .map(PathBuf::from)
             .collect();
-        let state_dir = Some(get("FASTPATH_STATE_DIR"))
-            .filter(|s| !s.is_empty())
-            .unwrap_or(DEFAULT_STATE_DIR)
-            .into();
+        let state_dir = state_dir(env);
         let sysfs_root = Some(get("FASTPATH_SYSFS_ROOT"))
             .filter(|s| !s.is_empty())
             .unwrap_or(crate::sysfs::DEFAULT_ROOT)

@@ -16,6 +16,7 @@ mod field_types;
 pub mod gc;
 pub mod ipam;
 pub mod lock;
+pub mod metrics;
 pub mod plan;
 pub mod records;
 pub mod result;
@@ -41,6 +42,27 @@ pub fn run(command: &str, env: &Env, stdin: &mut dyn Read, stdout: &mut dyn Writ
 
 /// [`run`] with a step hook (tests inject failures after ADD steps).
 pub fn run_with_hook(
+    command: &str,
+    env: &Env,
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+    hook: &dyn StepHook,
+) -> i32 {
+    let started = std::time::Instant::now();
+    let code = run_inner(command, env, stdin, stdout, hook);
+    metrics::record(
+        &env::state_dir(env),
+        &metrics::CniEvent {
+            command: command.to_string(),
+            ok: code == 0,
+            duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            error_code: None,
+        },
+    );
+    code
+}
+
+fn run_inner(
     command: &str,
     env: &Env,
     stdin: &mut dyn Read,

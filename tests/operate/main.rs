@@ -284,7 +284,7 @@ async fn policy_changes_reach_kubelet_and_metrics_and_status_show_them() {
     assert!(
         text.starts_with(
             "POOL             REGISTERED  CAPACITY  HEALTHY  ALLOCATED\n\
-             intel.com/igbvf  yes                3        3          ?\n\n\
+             intel.com/igbvf  yes                3        3          0\n\n\
              policy: last reconcile "
         ),
         "{text}"
@@ -308,7 +308,7 @@ async fn policy_changes_reach_kubelet_and_metrics_and_status_show_them() {
             .unwrap()
             .contains("numVfs: 9")
     );
-    assert_eq!(v["attachments"], serde_json::Value::Null);
+    assert_eq!(v["attachments"], serde_json::json!([]));
 
     // SIGHUP (the CLI calls reload()) re-reads the rejected file: rejected
     // again, still nothing changed.
