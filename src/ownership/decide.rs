@@ -103,7 +103,9 @@ pub enum Refusal {
         device: PciAddress,
         holder: Option<Holder>,
     },
-    #[error("device {device} is allocated to pod {pod} as {resource}, which is not a fastpath pool")]
+    #[error(
+        "device {device} is allocated to pod {pod} as {resource}, which is not a fastpath pool"
+    )]
     NotAPool {
         pod: String,
         device: PciAddress,
@@ -118,7 +120,9 @@ pub enum Refusal {
         actual: String,
         wanted: String,
     },
-    #[error("pod {pod} is not listed by kubelet's PodResources API, so device {device} cannot be its")]
+    #[error(
+        "pod {pod} is not listed by kubelet's PodResources API, so device {device} cannot be its"
+    )]
     PodNotListed { pod: String, device: PciAddress },
     #[error(
         "CNI_ARGS carry no K8S_POD_NAMESPACE/K8S_POD_NAME, so the owner of device {device} cannot be checked"
@@ -266,7 +270,9 @@ fn holding(p: &PodDevices, device: PciAddress) -> Option<Holder> {
 /// Why no device could be picked by resource name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
-    #[error("pod {pod} is not listed by kubelet's PodResources API; cannot pick a {resource} device")]
+    #[error(
+        "pod {pod} is not listed by kubelet's PodResources API; cannot pick a {resource} device"
+    )]
     PodNotListed { pod: String, resource: String },
     #[error("kubelet allocated no {resource} device to pod {pod}")]
     NoDevices { pod: String, resource: String },

@@ -299,14 +299,15 @@ fn resolve(
             resource: resource.to_owned(),
         });
     };
-    let answer = client
-        .pod(&pod.namespace, &pod.name)
-        .map_err(|source| OwnershipError::PodResources {
-            resource: resource.to_owned(),
-            source,
-        })?;
-    let device = resolve_device(&answer.pods, pod, resource, attached)
-        .map_err(OwnershipError::Resolve)?;
+    let answer =
+        client
+            .pod(&pod.namespace, &pod.name)
+            .map_err(|source| OwnershipError::PodResources {
+                resource: resource.to_owned(),
+                source,
+            })?;
+    let device =
+        resolve_device(&answer.pods, pod, resource, attached).map_err(OwnershipError::Resolve)?;
     tracing::info!(pod = %pod, resource, device = %device, "deviceID resolved from PodResources");
     let queried = Queried {
         from_get: answer.source == Source::Get,

@@ -38,9 +38,17 @@ fn pci(s: &str) -> PciAddress {
 
 fn node() -> Vec<PodDevices> {
     vec![
-        pod_with("tenant-a", "web", &[(RES, &["0000:3b:02.1", "0000:3b:02.0"])]),
+        pod_with(
+            "tenant-a",
+            "web",
+            &[(RES, &["0000:3b:02.1", "0000:3b:02.0"])],
+        ),
         pod_with("tenant-b", "db", &[(RES, &["0000:3b:02.2"])]),
-        pod_with("tenant-b", "gpu", &[("nvidia.com/gpu", &["GPU-1234", "0000:af:00.0"])]),
+        pod_with(
+            "tenant-b",
+            "gpu",
+            &[("nvidia.com/gpu", &["GPU-1234", "0000:af:00.0"])],
+        ),
         pod_with("tenant-a", "idle", &[]),
     ]
 }
@@ -147,7 +155,11 @@ fn effective_mode_table() {
         (Some(Enforce), Some(Off), false, Enforce),
     ];
     for (n, c, s, want) in cases {
-        assert_eq!(effective_mode(n, c, s), want, "node {n:?} network {c:?} socket {s}");
+        assert_eq!(
+            effective_mode(n, c, s),
+            want,
+            "node {n:?} network {c:?} socket {s}"
+        );
     }
 }
 
@@ -168,8 +180,14 @@ fn resolve_table() {
         uid: None,
     };
     // Lowest address first regardless of kubelet's order.
-    assert_eq!(resolve_device(&pods, &me(), RES, &none), Ok(pci("0000:3b:02.0")));
-    assert_eq!(resolve_device(&pods, &me(), RES, &first), Ok(pci("0000:3b:02.1")));
+    assert_eq!(
+        resolve_device(&pods, &me(), RES, &none),
+        Ok(pci("0000:3b:02.0"))
+    );
+    assert_eq!(
+        resolve_device(&pods, &me(), RES, &first),
+        Ok(pci("0000:3b:02.1"))
+    );
     let err = |r: Result<PciAddress, ResolveError>| r.unwrap_err().to_string();
     assert_eq!(
         err(resolve_device(&pods, &me(), RES, &both)),
@@ -185,7 +203,11 @@ fn resolve_table() {
         err(resolve_device(&pods, &me(), "intel.com/dpdk", &none)),
         "kubelet allocated no intel.com/dpdk device to pod tenant-a/web"
     );
-    let bad = vec![pod_with("tenant-a", "web", &[(RES, &["0000:3b:02.1", "3b:02.1"])])];
+    let bad = vec![pod_with(
+        "tenant-a",
+        "web",
+        &[(RES, &["0000:3b:02.1", "3b:02.1"])],
+    )];
     assert_eq!(
         err(resolve_device(&bad, &me(), RES, &none)),
         "kubelet lists intel.com/sriov_netdevice device id \"3b:02.1\" for pod tenant-a/web, which is not a PCI address"
@@ -198,9 +220,15 @@ fn cni_args_pod() {
         "IgnoreUnknown=true;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p;K8S_POD_INFRA_CONTAINER_ID=c;K8S_POD_UID=u",
     )
     .unwrap();
-    assert_eq!((p.namespace.as_str(), p.name.as_str(), p.uid.as_deref()), ("ns", "p", Some("u")));
+    assert_eq!(
+        (p.namespace.as_str(), p.name.as_str(), p.uid.as_deref()),
+        ("ns", "p", Some("u"))
+    );
     assert_eq!(PodRef::from_cni_args("K8S_POD_NAME=p"), None);
-    assert_eq!(PodRef::from_cni_args("K8S_POD_NAMESPACE=;K8S_POD_NAME=p"), None);
+    assert_eq!(
+        PodRef::from_cni_args("K8S_POD_NAMESPACE=;K8S_POD_NAME=p"),
+        None
+    );
     assert_eq!(PodRef::from_cni_args(""), None);
 }
 
@@ -219,7 +247,10 @@ fn net_conf_fields() {
 fn node_config_load() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ownership.json");
-    assert_eq!(NodeOwnership::load(&path).unwrap(), NodeOwnership::default());
+    assert_eq!(
+        NodeOwnership::load(&path).unwrap(),
+        NodeOwnership::default()
+    );
     std::fs::write(
         &path,
         r#"{"ownership":"warn","podResourcesSocket":"/run/pr.sock","podResourcesTimeoutMs":250,"poolResourceNames":["a/b"]}"#,
@@ -230,7 +261,17 @@ fn node_config_load() {
     assert_eq!(n.pod_resources_socket, std::path::Path::new("/run/pr.sock"));
     assert_eq!(n.pod_resources_timeout_ms, 250);
     std::fs::write(&path, r#"{"podResourcesTimeoutMs":0}"#).unwrap();
-    assert!(NodeOwnership::load(&path).unwrap_err().to_string().contains("podResourcesTimeoutMs 0"));
+    assert!(
+        NodeOwnership::load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("podResourcesTimeoutMs 0")
+    );
     std::fs::write(&path, r#"{"ownershipp":"off"}"#).unwrap();
-    assert!(NodeOwnership::load(&path).unwrap_err().to_string().contains("ownershipp"));
+    assert!(
+        NodeOwnership::load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("ownershipp")
+    );
 }

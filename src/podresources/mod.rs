@@ -114,9 +114,9 @@ impl PodResourcesClient {
         socket_state(&self.socket)
     }
 
-    /// The resources of one pod: `Get`, falling back to `List` (filtered to
-    /// the pod) when kubelet does not serve `Get`. An empty answer means
-    /// kubelet does not know the pod.
+    /// The resources of one pod: `Get`, falling back to `List` (every pod
+    /// on the node) when kubelet does not serve `Get`. An answer without
+    /// the pod means kubelet does not know it.
     pub fn pod(&self, namespace: &str, name: &str) -> Result<PodsAnswer, PodResourcesError> {
         self.run(async |client, path| {
             let req = api::GetPodResourcesRequest {
@@ -133,10 +133,10 @@ impl PodResourcesClient {
                 // "pod not found"; List answers both authoritatively.
                 Err(status) if matches!(status.code(), Code::Unimplemented | Code::Unknown) => {
                     tracing::debug!(code = %status.code(), msg = status.message(), "PodResources Get refused, using List");
-                    let mut pods = list(client, path).await?;
-                    pods.retain(|p| p.namespace == namespace && p.name == name);
+                    // The whole node, unfiltered: if the device is not
+                    // this pod's, the answer already says whose it is.
                     Ok(PodsAnswer {
-                        pods,
+                        pods: list(client, path).await?,
                         source: Source::List,
                     })
                 }
@@ -230,7 +230,12 @@ async fn list(
         .list(api::ListPodResourcesRequest {})
         .await
         .map_err(|status| call_error("List", path, status))?;
-    Ok(resp.into_inner().pod_resources.into_iter().map(pod_from_api).collect())
+    Ok(resp
+        .into_inner()
+        .pod_resources
+        .into_iter()
+        .map(pod_from_api)
+        .collect())
 }
 
 fn call_error(call: &'static str, path: &Path, status: tonic::Status) -> PodResourcesError {
