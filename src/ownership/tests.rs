@@ -60,6 +60,18 @@ enum Want {
     Warn(&'static str),
 }
 
+/// what, mode, pod, device, answer, pools, network resourceName, expected.
+type Case<'a> = (
+    &'a str,
+    Mode,
+    Option<&'a PodRef>,
+    &'a str,
+    &'a Answer,
+    Option<&'a BTreeSet<String>>,
+    Option<&'a str>,
+    Want,
+);
+
 #[test]
 fn decision_table() {
     let pools: BTreeSet<String> = [RES.to_owned()].into();
@@ -74,7 +86,7 @@ fn decision_table() {
     let ghost_only = Answer::Pods(vec![pod_with("tenant-a", "ghost", &[])]);
     let other_pool: BTreeSet<String> = ["intel.com/other".to_owned()].into();
     #[rustfmt::skip]
-    let cases: Vec<(&str, Mode, Option<&PodRef>, &str, &Answer, Option<&BTreeSet<String>>, Option<&str>, Want)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         ("own device", Mode::Enforce, Some(&me), "0000:3b:02.1", &pods, Some(&pools), Some(RES), Want::Allowed),
         ("own device, upper-case id in answer matches", Mode::Enforce, Some(&me), "0000:3B:02.0", &pods, None, None, Want::Allowed),
         ("foreign device names holder", Mode::Enforce, Some(&me), "0000:3b:02.2", &pods, Some(&pools), None,
