@@ -4,7 +4,17 @@
 //! `deviceID` is missing). See docs/SECURITY.md for the threat model.
 //!
 //! [`decide`] and [`resolve_device`] are pure; [`check_add`] asks kubelet
-//! and applies them.
+//! and applies them. The CNI ADD calls it first thing:
+//!
+//! ```no_run
+//! # use std::collections::BTreeSet;
+//! # use fastpath::ownership::*;
+//! # fn add(conf: &OwnershipNetConf, cni_args: &str, device_id: Option<fastpath::pci::PciAddress>,
+//! #        attached: &BTreeSet<fastpath::pci::PciAddress>) -> Result<(), OwnershipError> {
+//! let node = NodeOwnership::load(std::path::Path::new(DEFAULT_NODE_CONFIG))?;
+//! let device = check_add(&node, conf, PodRef::from_cni_args(cni_args).as_ref(), device_id, attached)?.device;
+//! # let _ = device; Ok(()) }
+//! ```
 
 mod decide;
 #[cfg(test)]
