@@ -287,3 +287,71 @@ fn node_config_load() {
             .contains("ownershipp")
     );
 }
+
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn dev_id() -> impl Strategy<Value = String> {
+        prop_oneof![
+            (0u8..4, 0u8..2).prop_map(|(d, f)| format!("0000:3b:{d:02x}.{f}")),
+            (0u8..4, 0u8..2).prop_map(|(d, f)| format!("0000:3B:{d:02X}.{f}")),
+            "[ -~]{0,14}",
+        ]
+    }
+
+    fn pods() -> impl Strategy<Value = Vec<PodDevices>> {
+        let pod = (
+            0u8..3,
+            0u8..3,
+            prop::collection::vec((0u8..2, prop::collection::vec(dev_id(), 0..4)), 0..3),
+        )
+            .prop_map(|(ns, name, res)| PodDevices {
+                namespace: format!("ns{ns}"),
+                name: format!("p{name}"),
+                containers: vec![ContainerDevices {
+                    name: "c".into(),
+                    resources: res
+                        .into_iter()
+                        .map(|(r, ids)| ResourceDevices {
+                            resource_name: format!("example.com/r{r}"),
+                            device_ids: ids,
+                        })
+                        .collect(),
+                }],
+            });
+        prop::collection::vec(pod, 0..6)
+    }
+
+    proptest! {
+        /// The security invariant: enforce mode allows a device only if
+        /// kubelet lists it (as a strict PCI address) for that very pod,
+        /// and a resolved device is always one of the pod's, never attached.
+        #[test]
+        fn enforce_allows_only_the_pods_own_devices(
+            pods in pods(), ns in 0u8..3, name in 0u8..3, d in 0u8..4, f in 0u8..2,
+            attached in prop::collection::btree_set((0u8..4, 0u8..2), 0..4),
+        ) {
+            let me = PodRef { namespace: format!("ns{ns}"), name: format!("p{name}"), uid: None };
+            let device = PciAddress::new(0, 0x3b, d, f).unwrap();
+            let answer = Answer::Pods(pods.clone());
+            let decision = decide(&CheckInput {
+                mode: Mode::Enforce, pod: Some(&me), device, answer: &answer, pools: None, resource_name: None,
+            });
+            let owned = |dev: PciAddress| pods.iter()
+                .filter(|p| p.namespace == me.namespace && p.name == me.name)
+                .flat_map(|p| &p.containers)
+                .flat_map(|c| &c.resources)
+                .flat_map(|r| &r.device_ids)
+                .any(|id| id.parse::<PciAddress>().ok() == Some(dev));
+            prop_assert_eq!(decision == Decision::Allowed, owned(device));
+            let attached: BTreeSet<PciAddress> =
+                attached.into_iter().map(|(d, f)| PciAddress::new(0, 0x3b, d, f).unwrap()).collect();
+            if let Ok(dev) = resolve_device(&pods, &me, "example.com/r0", &attached) {
+                prop_assert!(owned(dev));
+                prop_assert!(!attached.contains(&dev));
+            }
+        }
+    }
+}

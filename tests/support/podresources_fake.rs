@@ -97,7 +97,7 @@ impl PodResourcesLister for Lister {
                     .cloned()
                     .ok_or_else(|| {
                         Status::unknown(format!(
-                            "pod {} not found in namespace {}",
+                            "pod {} in namespace {} not found",
                             req.pod_name, req.pod_namespace
                         ))
                     })?;
