@@ -24,9 +24,9 @@ use crate::sysfs::Sysfs;
 /// Runs ADD and returns the result shaped for the config's version.
 pub fn add(env: &CniEnv, conf: &Config, hook: &dyn StepHook) -> CniResult<Value> {
     let sysfs = Sysfs::new(&env.sysfs_root);
-    let pci = conf
-        .device
-        .ok_or_else(|| CniError::invalid_field("deviceID", "(missing)", "is required"))?;
+    // Before anything changes: kubelet must have given this pod the VF (or
+    // names it, when the config has no deviceID).
+    let pci = super::owner::approved_device(env, conf)?;
     let mut dev = device::resolve(&sysfs, pci)?;
     if conf.has_vf_settings() {
         dev.pf()?;

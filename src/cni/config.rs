@@ -11,6 +11,7 @@ use super::error::{CniError, CniResult, code};
 use super::field_types::check_types;
 use crate::netlink::link::parse_mac;
 use crate::netlink::vf::{LinkState, VfSetting, VlanProto};
+use crate::ownership::OwnershipNetConf;
 use crate::pci::PciAddress;
 
 /// The CNI versions fastpath speaks, oldest first.
@@ -74,6 +75,9 @@ pub struct RawConfig {
     mtu: Option<i64>,
     #[serde(rename = "logLevel", default)]
     log_level: Option<String>,
+    /// `ownership` and `resourceName`: the pod ownership check's fields.
+    #[serde(flatten)]
+    ownership: OwnershipNetConf,
     #[serde(rename = "logFile", default)]
     log_file: Option<String>,
     #[serde(rename = "CNIDeviceInfoFile", default)]
@@ -110,6 +114,8 @@ pub struct Config {
     /// `logFile`.
     pub log_file: Option<PathBuf>,
     /// The whole config as received, for delegating to IPAM.
+    /// The pod ownership check's fields (stricter mode, resourceName).
+    pub ownership: OwnershipNetConf,
     pub raw: Value,
 }
 
@@ -404,6 +410,7 @@ impl Config {
             device_info_file,
             log_level,
             log_file: raw.log_file.filter(|s| !s.is_empty()).map(PathBuf::from),
+            ownership: raw.ownership,
             raw: raw_value,
         })
     }

@@ -30,6 +30,9 @@ pub struct CniEnv {
     pub state_dir: PathBuf,
     /// FASTPATH_SYSFS_ROOT or `/sys`.
     pub sysfs_root: PathBuf,
+    /// FASTPATH_OWNERSHIP_CONFIG or the node's ownership settings file
+    /// ([`crate::ownership::DEFAULT_NODE_CONFIG`]).
+    pub ownership_config: PathBuf,
 }
 
 /// FASTPATH_STATE_DIR, or [`DEFAULT_STATE_DIR`] when unset or empty.
@@ -42,6 +45,15 @@ pub fn state_dir(env: &Env) -> PathBuf {
 }
 
 impl CniEnv {
+    /// CNI_ARGS in their wire form (`K=V;K=V`).
+    pub fn args_string(&self) -> String {
+        self.args
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(";")
+    }
+
     /// One CNI_ARGS value (`K8S_POD_NAME`, `MAC`, ...).
     pub fn arg(&self, key: &str) -> Option<&str> {
         self.args
@@ -102,6 +114,10 @@ impl CniEnv {
             .filter(|s| !s.is_empty())
             .unwrap_or(crate::sysfs::DEFAULT_ROOT)
             .into();
+        let ownership_config = Some(get("FASTPATH_OWNERSHIP_CONFIG"))
+            .filter(|s| !s.is_empty())
+            .unwrap_or(crate::ownership::DEFAULT_NODE_CONFIG)
+            .into();
         Ok(Self {
             container_id,
             netns,
@@ -110,6 +126,7 @@ impl CniEnv {
             path,
             state_dir,
             sysfs_root,
+            ownership_config,
         })
     }
 }

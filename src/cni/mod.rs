@@ -17,6 +17,7 @@ pub mod gc;
 pub mod ipam;
 pub mod lock;
 pub mod metrics;
+mod owner;
 pub mod plan;
 pub mod records;
 pub mod result;
