@@ -3,6 +3,7 @@
 //! The library is organised by kernel surface (`sysfs`) and by decision
 //! (`inventory`); the binary in `main.rs` dispatches CLI commands in `cli`.
 
+pub mod agent;
 pub mod cli;
 pub mod cni;
 pub mod doctor;
@@ -11,6 +12,7 @@ pub mod inventory;
 pub mod netlink;
 pub mod netns;
 pub mod pci;
+pub mod pools;
 pub mod procfs;
 pub mod provision;
 pub mod sysfs;

@@ -2,9 +2,11 @@
 //! Only `main` touches the process environment; commands get their inputs
 //! as arguments and write to the writer they are given.
 
+mod agent;
 mod doctor;
 mod install_cni;
 pub mod list;
+mod pools;
 mod provision;
 
 use std::io::Write;
@@ -55,6 +57,10 @@ pub enum Command {
     Plan(provision::ProvisionArgs),
     /// Create VFs and bind drivers as a node policy says.
     Apply(provision::ProvisionArgs),
+    /// Show which device lands in which device-plugin pool and why (dry run).
+    Pools(pools::PoolsArgs),
+    /// Run the node agent: a kubelet device plugin for every pool.
+    Agent(agent::AgentArgs),
 }
 
 /// Sets up `tracing` on stderr; `RUST_LOG` (default `info`) filters.
@@ -94,6 +100,8 @@ pub fn run_to(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::InstallCni(args) => install_cni::run(&args, out),
         Command::Plan(args) => provision::plan(&sysfs, &args, out),
         Command::Apply(args) => provision::apply(&sysfs, &args, out),
+        Command::Pools(args) => pools::run(&sysfs, &args, out),
+        Command::Agent(args) => agent::run(sysfs.root(), args),
     }
 }
 

@@ -363,6 +363,17 @@ impl FakeSysfs {
         }
         if let Some(r) = rdma {
             self.file(dir.join("infiniband").join(r).join("node_type"), "1: CA\n")?;
+            // The verbs and MAD char devices take the RDMA device's number.
+            let n: String = r.chars().rev().take_while(|c| c.is_ascii_digit()).collect();
+            let n: String = n.chars().rev().collect();
+            self.file(
+                dir.join(format!("infiniband_verbs/uverbs{n}/ibdev")),
+                &format!("{r}\n"),
+            )?;
+            self.file(
+                dir.join(format!("infiniband_mad/umad{n}/ibdev")),
+                &format!("{r}\n"),
+            )?;
         }
         Ok(())
     }

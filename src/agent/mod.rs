@@ -1,0 +1,260 @@
+//! The node agent: serves every pool as a kubelet device plugin and keeps
+//! them current. Every rescan re-reads sysfs and the config file and runs
+//! the pure [`crate::pools::assign`]; the [`manager`] turns the result into
+//! servers and ListAndWatch updates.
+
+pub mod allocate;
+mod files;
+pub mod kubelet_watch;
+pub mod manager;
+pub mod preferred;
+pub mod server;
+#[cfg(test)]
+mod test_pool;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use self::allocate::AllocateOptions;
+use self::kubelet_watch::SocketEvent;
+use self::manager::{Manager, Mode};
+use self::server::FileDirs;
+use crate::inventory;
+use crate::pools::{self, Config, ConfigError, HostFacts, Pools};
+use crate::procfs::Procfs;
+use crate::sysfs::Sysfs;
+
+/// Everything the agent needs, resolved from flags.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// The reference config file.
+    pub config: PathBuf,
+    /// Prefix for entries without one.
+    pub resource_prefix: String,
+    /// kubelet's device-plugin directory.
+    pub device_plugin_dir: PathBuf,
+    /// kubelet's plugins_registry directory (watcher mode when it exists).
+    pub plugins_registry_dir: PathBuf,
+    /// Device Info Spec directory.
+    pub devinfo_dir: PathBuf,
+    /// Write CDI specs and return CDI device names.
+    pub cdi: bool,
+    /// CDI spec directory.
+    pub cdi_dir: PathBuf,
+    /// fastpath state directory.
+    pub state_dir: PathBuf,
+    /// How often sysfs and the config are re-read.
+    pub rescan_interval: Duration,
+    /// sysfs root.
+    pub sysfs_root: PathBuf,
+    /// procfs root.
+    pub proc_root: PathBuf,
+}
+
+/// The agent failed to start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Reading the config file.
+    #[error("reading {path}: {source}")]
+    ReadConfig {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The config is invalid.
+    #[error("{path}: {source}")]
+    InvalidConfig {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: ConfigError,
+    },
+    /// The first sysfs scan.
+    #[error("scanning sysfs: {0}")]
+    Scan(#[from] crate::sysfs::SysfsError),
+    /// The state directory.
+    #[error("creating state dir {path}: {source}")]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Watching kubelet's directory.
+    #[error(transparent)]
+    Watch(#[from] kubelet_watch::WatchError),
+}
+
+/// Lets in-process callers (the provisioning apply, SIGHUP) poke a
+/// running agent.
+#[derive(Debug, Clone, Default)]
+pub struct AgentHandle {
+    rescan: Arc<Notify>,
+    reload: Arc<Notify>,
+}
+
+impl AgentHandle {
+    /// A handle not yet attached to an agent.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Rescan sysfs now (e.g. right after VFs were created or rebound).
+    pub fn rescan(&self) {
+        self.rescan.notify_one();
+    }
+
+    /// Re-read the config file now (SIGHUP).
+    pub fn reload(&self) {
+        self.reload.notify_one();
+    }
+}
+
+fn load_config(opts: &AgentOptions) -> Result<(String, Config), AgentError> {
+    let text = std::fs::read_to_string(&opts.config).map_err(|source| AgentError::ReadConfig {
+        path: opts.config.clone(),
+        source,
+    })?;
+    let cfg = pools::config::parse(&text, &opts.resource_prefix).map_err(|source| {
+        AgentError::InvalidConfig {
+            path: opts.config.clone(),
+            source,
+        }
+    })?;
+    for n in &cfg.notes {
+        tracing::warn!("{n}");
+    }
+    Ok((text, cfg))
+}
+
+/// Scans sysfs and assigns pools: the whole decision of one rescan.
+pub fn compute_pools(sysfs: &Sysfs, procfs: &Procfs, cfg: &Config) -> Result<Pools, AgentError> {
+    let inv = inventory::scan(sysfs)?;
+    let host = HostFacts::gather(sysfs, procfs, &inv);
+    Ok(pools::assign(&inv, cfg, &host))
+}
+
+fn vfio_noiommu(sysfs: &Sysfs) -> bool {
+    std::fs::read_to_string(
+        sysfs
+            .root()
+            .join("module/vfio/parameters/enable_unsafe_noiommu_mode"),
+    )
+    .is_ok_and(|s| matches!(s.trim(), "Y" | "y" | "1"))
+}
+
+/// Runs the agent until `shutdown` completes, then stops serving and
+/// removes its sockets. An invalid config at start is an error.
+pub async fn run(
+    opts: AgentOptions,
+    handle: AgentHandle,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let (mut config_text, mut cfg) = load_config(&opts)?;
+    std::fs::create_dir_all(&opts.state_dir).map_err(|source| AgentError::StateDir {
+        path: opts.state_dir.clone(),
+        source,
+    })?;
+    let sysfs = Sysfs::new(&opts.sysfs_root);
+    let procfs = Procfs::new(&opts.proc_root);
+    let mode = if opts.plugins_registry_dir.is_dir() {
+        Mode::PluginWatcher(opts.plugins_registry_dir.clone())
+    } else {
+        Mode::DevicePluginDir(opts.device_plugin_dir.clone())
+    };
+    tracing::info!(?mode, config = %opts.config.display(), "starting device plugin agent");
+    let alloc = AllocateOptions {
+        cdi: opts.cdi,
+        vfio_noiommu: vfio_noiommu(&sysfs),
+    };
+    let dirs = FileDirs {
+        devinfo: opts.devinfo_dir.clone(),
+        cdi: opts.cdi.then(|| opts.cdi_dir.clone()),
+    };
+    let mut kubelet_events = match &mode {
+        Mode::DevicePluginDir(d) => {
+            std::fs::create_dir_all(d).map_err(|source| AgentError::StateDir {
+                path: d.clone(),
+                source,
+            })?;
+            Some(kubelet_watch::watch_dir(d)?)
+        }
+        Mode::PluginWatcher(_) => None,
+    };
+    let mut mgr = Manager::new(mode, alloc, dirs);
+    let first = compute_pools(&sysfs, &procfs, &cfg)?;
+    mgr.apply(&first).await;
+    let mut tick = tokio::time::interval(opts.rescan_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        let mut force_reload = false;
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = tick.tick() => {}
+            () = handle.rescan.notified() => {}
+            () = handle.reload.notified() => force_reload = true,
+            ev = async {
+                match kubelet_events.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                match ev {
+                    Some(SocketEvent::Created(name)) if name == device_plugin::KUBELET_SOCKET => {
+                        tracing::info!("kubelet socket created: re-registering every pool");
+                        mgr.kubelet_restarted().await;
+                    }
+                    Some(_) => {}
+                    None => kubelet_events = None,
+                }
+                continue;
+            }
+        }
+        reload_if_changed(&opts, &mut config_text, &mut cfg, force_reload);
+        match compute_pools(&sysfs, &procfs, &cfg) {
+            Ok(p) => mgr.apply(&p).await,
+            Err(e) => tracing::warn!("rescan failed, keeping current pools: {e}"),
+        }
+        mgr.register_pending().await;
+    }
+    tracing::info!("shutting down: stopping servers and removing sockets");
+    mgr.shutdown().await;
+    Ok(())
+}
+
+/// Re-reads the config when its text changed (or on SIGHUP); an invalid
+/// new config is logged with the same error as at start and the running
+/// config stays.
+fn reload_if_changed(opts: &AgentOptions, text: &mut String, cfg: &mut Config, force: bool) {
+    let new_text = match std::fs::read_to_string(&opts.config) {
+        Ok(t) => t,
+        Err(e) => {
+            if force {
+                tracing::error!(config = %opts.config.display(), "reload failed, keeping current pools: {e}");
+            }
+            return;
+        }
+    };
+    if !force && new_text == *text {
+        return;
+    }
+    match pools::config::parse(&new_text, &opts.resource_prefix) {
+        Ok(c) => {
+            if c != *cfg {
+                tracing::info!(config = %opts.config.display(), "config reloaded");
+            }
+            *cfg = c;
+        }
+        Err(e) => tracing::error!(
+            "{}: {e}; rejected, keeping the running pools",
+            opts.config.display()
+        ),
+    }
+    *text = new_text;
+}

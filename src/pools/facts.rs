@@ -1,0 +1,103 @@
+//! Host facts pools depend on beyond the inventory, read once per scan:
+//! PCI class, `acpi_index`, RDMA devices, default-route interfaces and the
+//! VFIO no-IOMMU switch. Thin I/O; [`super::assign`] stays pure.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+
+use crate::inventory::Inventory;
+use crate::pci::PciAddress;
+use crate::procfs::Procfs;
+use crate::sysfs::Sysfs;
+
+/// Per-device facts not in [`Inventory`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceFacts {
+    /// PCI class code (`0x020000`).
+    pub class: Option<u32>,
+    /// Firmware `acpi_index`.
+    pub acpi_index: Option<String>,
+    /// RDMA device names under the device's `infiniband/` directory.
+    pub rdma: Vec<String>,
+    /// RDMA char devices (`uverbs3`, `umad3`, `issm3`) under the device's
+    /// `infiniband_verbs/` and `infiniband_mad/` directories.
+    pub rdma_chars: Vec<String>,
+}
+
+/// Everything besides the inventory that [`super::assign`] looks at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostFacts {
+    /// Interfaces carrying an IPv4 or IPv6 default route.
+    pub default_route_interfaces: BTreeSet<String>,
+    /// Facts by device address.
+    pub devices: BTreeMap<PciAddress, DeviceFacts>,
+    /// VFIO runs in no-IOMMU mode (`/dev/vfio/noiommu-<group>`).
+    pub vfio_noiommu: bool,
+}
+
+impl HostFacts {
+    /// Reads the facts for every PF and VF in `inv`. Unreadable facts are
+    /// unknown (and logged), never an error: one odd device must not stop
+    /// the others from being offered.
+    pub fn gather(sysfs: &Sysfs, procfs: &Procfs, inv: &Inventory) -> Self {
+        let default_route_interfaces = procfs.default_route_interfaces().unwrap_or_else(|e| {
+            tracing::warn!("default routes unknown: {e}");
+            BTreeSet::new()
+        });
+        let addrs = inv
+            .pfs
+            .iter()
+            .map(|p| p.pci_address)
+            .chain(inv.vfs().map(|(_, v)| v.pci_address));
+        let devices = addrs.map(|a| (a, device_facts(sysfs, a))).collect();
+        let noiommu = sysfs
+            .root()
+            .join("module/vfio/parameters/enable_unsafe_noiommu_mode");
+        let vfio_noiommu = fs::read_to_string(noiommu)
+            .map(|s| matches!(s.trim(), "Y" | "y" | "1"))
+            .unwrap_or(false);
+        Self {
+            default_route_interfaces,
+            devices,
+            vfio_noiommu,
+        }
+    }
+}
+
+fn device_facts(sysfs: &Sysfs, addr: PciAddress) -> DeviceFacts {
+    let dev = sysfs.pci_device(addr);
+    let class = dev.class().ok();
+    let acpi_index = fs::read_to_string(dev.dir().join("acpi_index"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    let rdma = safe_names(&dev.dir().join("infiniband"));
+    let mut rdma_chars = safe_names(&dev.dir().join("infiniband_verbs"));
+    rdma_chars.extend(safe_names(&dev.dir().join("infiniband_mad")));
+    rdma_chars.sort();
+    DeviceFacts {
+        class,
+        acpi_index,
+        rdma,
+        rdma_chars,
+    }
+}
+
+/// Sorted entry names of `dir` made only of safe characters: they become
+/// paths under /dev/infiniband.
+fn safe_names(dir: &std::path::Path) -> Vec<String> {
+    let mut out: Vec<String> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| {
+                    !n.is_empty()
+                        && n.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
