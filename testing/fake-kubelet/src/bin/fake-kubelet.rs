@@ -142,7 +142,9 @@ async fn scenario(args: &Args, resource: &str, socket: &Path) -> anyhow::Result<
         let first = healthy_ids(&list).len();
         // stderr, flushed per line: the scenario waits for this before it
         // changes the pool.
-        eprintln!("fake-kubelet: {resource}: ListAndWatch lists {first} healthy devices; waiting for {want}");
+        eprintln!(
+            "fake-kubelet: {resource}: ListAndWatch lists {first} healthy devices; waiting for {want}"
+        );
         let mut updates = 0u32;
         while healthy_ids(&list).len() != want {
             list = watch.next(t).await.with_context(|| {
