@@ -42,9 +42,9 @@ jq --arg d "$net" '. + {deviceID: $d, pciBusID: $d}' /fastpath-vm/files/nad-net.
 
 cni_ok ADD "$STATE/nad-net.json" "$cid" "/run/netns/$ns" net1 pod-a "$uid"
 cp "$STATE/cni.out" "$STATE/add-net.json"
-assert_eq "ADD result: interface, mac, sandbox, ip" \
-    "net1 02:fa:57:00:10:01 /run/netns/$ns 10.56.217.171/24" \
-    "$(jq -r '[.interfaces[0].name, .interfaces[0].mac, .interfaces[0].sandbox, .ips[0].address] | join(" ")' "$STATE/add-net.json")"
+assert_eq "ADD result: interface, mac, mtu, pciID, sandbox, ip" \
+    "net1 02:fa:57:00:10:01 1400 $net /run/netns/$ns 10.56.217.171/24" \
+    "$(jq -r '[.interfaces[0].name, .interfaces[0].mac, .interfaces[0].mtu, .interfaces[0].pciID, .interfaces[0].sandbox, .ips[0].address] | map(tostring) | join(" ")' "$STATE/add-net.json")"
 assert_absent "/sys/class/net/$host_if"
 assert_eq "net1 in $ns: mac mtu ipv4 state" "02:fa:57:00:10:01 1400 10.56.217.171/24 UP" \
     "$(ip -n "$ns" -j addr show dev net1 | jq -r '.[0] | [.address, .mtu, (.addr_info[] | select(.family == "inet") | "\(.local)/\(.prefixlen)"), (.flags | if index("UP") then "UP" else "DOWN" end)] | map(tostring) | join(" ")')"
