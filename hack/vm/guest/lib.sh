@@ -171,3 +171,51 @@ bind_driver() {
     assert_eq "driver of $1" "$2" "$(pci_driver "$1")"
     assert_eq "driver_override of $1" "(null)" "$(cat "$dev/driver_override")"
 }
+
+# ---- phase 2: agent, fake kubelet, CNI --------------------------------
+
+# Where the scenario's kubelet lives (the agent runs in watcher mode: its
+# sockets go to plugins_registry, where the fake kubelet finds them).
+KUBELET=/run/fastpath-vm/kubelet
+REGISTRY=$KUBELET/plugins_registry
+export FASTPATH_STATE_DIR=/var/lib/fastpath
+
+# vf_index PF_ADDR VF_ADDR: the VF's index on its PF (virtfnN).
+vf_index() {
+    for l in /sys/bus/pci/devices/$1/virtfn*; do
+        if [ "$(basename "$(readlink "$l")")" = "$2" ]; then
+            echo "${l##*virtfn}"
+            return 0
+        fi
+    done
+    fail "$2 is not a VF of $1"
+}
+
+# pf_vf_view PF_IF INDEX: the PF's view of VF INDEX, one line:
+# "mac vlan qos spoofchk trust" (from `ip -j -d link show PF`).
+pf_vf_view() {
+    ip -j -d link show "$1" | jq -r ".[0].vfinfo_list[] | select(.vf == $2)
+        | [.address, (.vlan_list[0].vlan // 0), (.vlan_list[0].qos // 0), .spoofchk, .trust]
+        | map(tostring) | join(\" \")" || fail "ip -j -d link show $1"
+}
+
+# cni VERB CONFIG_FILE CONTAINER_ID NETNS IFNAME POD_NAME POD_UID: executes
+# the fastpath CNI as Multus executes a delegate (same environment, config
+# on stdin); stdout to $STATE/cni.out, exit status in $cni_rc.
+cni() {
+    printf '  $ CNI_COMMAND=%s CNI_IFNAME=%s CNI_NETNS=%s fastpath <%s\n' "$1" "$5" "$4" "$2"
+    t_cni=$(uptime_cs)
+    CNI_COMMAND=$1 CNI_CONTAINERID=$3 CNI_NETNS=$4 CNI_IFNAME=$5 CNI_PATH=/usr/lib/cni \
+        CNI_ARGS="IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$6;K8S_POD_INFRA_CONTAINER_ID=$3;K8S_POD_UID=$7" \
+        fastpath <"$2" >"$STATE/cni.out" 2>"$STATE/cni.err"
+    cni_rc=$?
+    say "CNI $1 $5: exit $cni_rc in $(elapsed_since "$t_cni")s"
+    if demo; then sed 's/^/    /' "$STATE/cni.out"; fi
+    return 0
+}
+
+# cni_ok VERB ...: cni, and the call must succeed.
+cni_ok() {
+    cni "$@"
+    [ "$cni_rc" -eq 0 ] || fail "CNI $1 failed (exit $cni_rc): $(cat "$STATE/cni.out" "$STATE/cni.err")"
+}

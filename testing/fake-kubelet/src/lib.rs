@@ -298,3 +298,38 @@ pub fn healthy_ids(r: &api::ListAndWatchResponse) -> Vec<String> {
         .map(|d| d.id.clone())
         .collect()
 }
+
+/// Milliseconds since boot from the text of `/proc/uptime` (`"123.45
+/// 678.90"`), or `None` when it is not in that form.
+pub fn uptime_ms(proc_uptime: &str) -> Option<u64> {
+    let first = proc_uptime.split_whitespace().next()?;
+    let (secs, frac) = first.split_once('.').unwrap_or((first, "0"));
+    if frac.is_empty() || frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs: u64 = secs.parse().ok()?;
+    let frac_ms: u64 = format!("{frac:0<3}").parse().ok()?;
+    secs.checked_mul(1000)?.checked_add(frac_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uptime_ms;
+
+    #[test]
+    fn uptime_ms_reads_the_first_field() {
+        assert_eq!(uptime_ms("123.45 678.90\n"), Some(123_450));
+        assert_eq!(uptime_ms("0.07 0.00"), Some(70));
+        assert_eq!(uptime_ms("5 1"), Some(5000));
+        assert_eq!(uptime_ms("5.123 1"), Some(5123));
+    }
+
+    #[test]
+    fn uptime_ms_rejects_other_text() {
+        assert_eq!(uptime_ms(""), None);
+        assert_eq!(uptime_ms("x.5 1"), None);
+        assert_eq!(uptime_ms("1.-5 1"), None);
+        assert_eq!(uptime_ms("1. 2"), None);
+        assert_eq!(uptime_ms("1.2345 2"), None);
+    }
+}

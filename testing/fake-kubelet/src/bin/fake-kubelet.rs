@@ -6,6 +6,11 @@
 //! `D/kubelet.sock`, or by discovery in `--plugins-registry-dir`), then for
 //! each: options, the first ListAndWatch, GetPreferredAllocation of N out of
 //! the healthy devices, and Allocate of that choice.
+//!
+//! `--wait-devices N` keeps watching ListAndWatch after the first list
+//! until an update lists exactly N healthy devices (a live pool change),
+//! and reports when that update arrived as `observedUptimeMs` (the
+//! kernel's /proc/uptime, the clock a guest shell script can read too).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use fake_kubelet::{FakeKubelet, PluginClient, discover_plugins, healthy_ids};
+use fake_kubelet::{FakeKubelet, PluginClient, discover_plugins, healthy_ids, uptime_ms};
 use serde_json::{Value, json};
 
 #[derive(Debug, Parser)]
@@ -37,6 +42,10 @@ struct Args {
     /// Device IDs the request must include (repeatable).
     #[arg(long)]
     must_include: Vec<String>,
+    /// After the first ListAndWatch, wait for an update listing exactly
+    /// this many healthy devices (per resource).
+    #[arg(long)]
+    wait_devices: Option<usize>,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
@@ -126,12 +135,28 @@ async fn scenario(args: &Args, resource: &str, socket: &Path) -> anyhow::Result<
     let t = Duration::from_secs(args.timeout);
     let mut c = PluginClient::connect(socket).await?;
     let opts = c.options().await?;
-    let list = c
-        .list_and_watch()
-        .await?
-        .next(t)
-        .await
-        .context("no ListAndWatch response")?;
+    let mut watch = c.list_and_watch().await?;
+    let mut list = watch.next(t).await.context("no ListAndWatch response")?;
+    let mut waited = None;
+    if let Some(want) = args.wait_devices {
+        let first = healthy_ids(&list).len();
+        // stderr, flushed per line: the scenario waits for this before it
+        // changes the pool.
+        eprintln!(
+            "fake-kubelet: {resource}: ListAndWatch lists {first} healthy devices; waiting for {want}"
+        );
+        let mut updates = 0u32;
+        while healthy_ids(&list).len() != want {
+            list = watch.next(t).await.with_context(|| {
+                format!("no ListAndWatch update with {want} healthy devices within {}s ({updates} updates seen)", args.timeout)
+            })?;
+            updates += 1;
+        }
+        let observed = std::fs::read_to_string("/proc/uptime")
+            .ok()
+            .and_then(|s| uptime_ms(&s));
+        waited = Some(json!({ "updates": updates, "observedUptimeMs": observed }));
+    }
     let devices: Vec<Value> = list
         .devices
         .iter()
@@ -149,6 +174,9 @@ async fn scenario(args: &Args, resource: &str, socket: &Path) -> anyhow::Result<
         "preferredAllocationAvailable": opts.get_preferred_allocation_available,
         "devices": devices,
     });
+    if let Some(w) = waited {
+        out["waited"] = w;
+    }
     if args.allocate > 0 {
         let healthy = healthy_ids(&list);
         let pick = c

@@ -1,0 +1,60 @@
+# The node's starting state by policy: `fastpath apply` gives PF1 4 kernel
+# VFs and PF2 2 kernel + 2 vfio-pci VFs (per-range entries), checked with
+# `fastpath list --json`; then the agent starts in the background with the
+# two pools in the reference device-plugin format (vm/sriov_net: igbvf VFs,
+# vm/sriov_dpdk: vfio-pci VFs), in kubelet plugin-watcher mode.
+. /fastpath-vm/lib.sh
+
+explain "One policy file says how many VFs each PF has and which driver each VF gets."
+pf1_if=$(state_get pf1_if)
+pf2_if=$(state_get pf2_if)
+mkdir -p -m 0700 "$FASTPATH_STATE_DIR"
+policy() { # NUM_VFS_PF1 OUT
+    sed "s/@PF1@/$pf1_if/; s/@PF2@/$pf2_if/g; s/@PF1_VFS@/$1/" /fastpath-vm/files/policy.yaml.in >"$2"
+}
+policy 4 "$STATE/policy.yaml"
+policy 7 "$STATE/policy-7.yaml"
+if demo; then sed 's/^/    /' "$STATE/policy.yaml"; fi
+run fastpath apply --policy "$STATE/policy.yaml"
+printf '%s\n' "$out" | grep '^time:' | sed 's/^/  /'
+
+fp_list
+# One jq run: "pf index address driver netdev group" for every VF.
+jqr '.pfs | sort_by(.pciAddress) | .[] | .vfs[]
+    | [.pf, .index, .pciAddress, .driver, (.netdev.name // "-"), .iommuGroup]
+    | map(tostring) | join(" ")' >"$STATE/vfs"
+pf1=$(state_get pf1)
+pf2=$(state_get pf2)
+got=$(awk -v a="$pf1" -v b="$pf2" '{ n = ($1 == a) ? 1 : ($1 == b) ? 2 : 0; printf "PF%d:%s:%s ", n, $2, $4 }' "$STATE/vfs")
+assert_eq "VFs by PF, index, driver" \
+    "PF1:0:igbvf PF1:1:igbvf PF1:2:igbvf PF1:3:igbvf PF2:0:igbvf PF2:1:igbvf PF2:2:vfio-pci PF2:3:vfio-pci " "$got"
+while read -r pf i addr driver netdev group; do
+    n=1
+    [ "$pf" = "$pf1" ] || n=2
+    if [ "$driver" = igbvf ]; then
+        [ "$netdev" != - ] || fail "PF$n VF$i ($addr) on igbvf has no netdev"
+    else
+        assert_eq "netdev of vfio-pci VF $addr" - "$netdev"
+        assert_exists "/dev/vfio/$group"
+    fi
+    state_set "pf${n}_vf${i}" "$addr"
+    state_set "pf${n}_vf${i}_if" "$netdev"
+    state_set "pf${n}_vf${i}_group" "$group"
+done <"$STATE/vfs"
+run fastpath apply --policy "$STATE/policy.yaml"
+assert_match "re-apply of the same policy" '^nothing changed$' "$out"
+say "policy applied: PF1 4 x igbvf; PF2 2 x igbvf + 2 x vfio-pci; re-apply changes nothing"
+
+explain "The agent: one device plugin per pool, pools in sriov-network-device-plugin's config format."
+mkdir -p "$REGISTRY" "$KUBELET/device-plugins" "$KUBELET/devinfo"
+# A wrapper keeps the agent's exit status for step 150 (it is not a child
+# of that step's shell).
+setsid sh -c 'fastpath agent --config /fastpath-vm/files/pools.json \
+    --plugins-registry-dir "$1" --device-plugin-dir "$2" --devinfo-dir "$3" & echo $! >"$4/agent.pid"; wait $!; echo $? >"$4/agent.rc"' \
+    agent "$REGISTRY" "$KUBELET/device-plugins" "$KUBELET/devinfo" "$STATE" \
+    >"$LOGS/agent.log" 2>&1 &
+socks_ready() { [ -S "$REGISTRY/vm_sriov_net.sock" ] && [ -S "$REGISTRY/vm_sriov_dpdk.sock" ]; }
+wait_for "the agent's plugin sockets in $REGISTRY" 20 socks_ready
+pid=$(state_get agent.pid)
+kill -0 "$pid" || fail "agent (pid $pid) is not running"
+say "agent running (pid $pid): $(ls "$REGISTRY" | tr '\n' ' ')"
