@@ -49,7 +49,10 @@ explain "The agent: one device plugin per pool, pools in sriov-network-device-pl
 mkdir -p "$REGISTRY" "$KUBELET/device-plugins" "$KUBELET/devinfo"
 # A wrapper keeps the agent's exit status for step 150 (it is not a child
 # of that step's shell).
-setsid sh -c 'fastpath agent --config /fastpath-vm/files/pools.json \
+# The agent also owns the node policy (--policy): it reconciles on start
+# (nothing to change: the CLI just applied it) and whenever the file changes
+# (step 140).
+setsid sh -c 'fastpath agent --config /fastpath-vm/files/pools.json --policy "$4/policy.yaml" \
     --plugins-registry-dir "$1" --device-plugin-dir "$2" --devinfo-dir "$3" & echo $! >"$4/agent.pid"; wait $!; echo $? >"$4/agent.rc"' \
     agent "$REGISTRY" "$KUBELET/device-plugins" "$KUBELET/devinfo" "$STATE" \
     >"$LOGS/agent.log" 2>&1 &
@@ -58,3 +61,17 @@ wait_for "the agent's plugin sockets in $REGISTRY" 20 socks_ready
 pid=$(state_get agent.pid)
 kill -0 "$pid" || fail "agent (pid $pid) is not running"
 say "agent running (pid $pid): $(ls "$REGISTRY" | tr '\n' ' ')"
+
+explain "fastpath status asks the running agent (a 0600 unix socket in the state dir) what it serves."
+run fastpath status --json
+printf '%s\n' "$out" >"$STATE/status.json"
+assert_eq "status: pools" "vm/sriov_dpdk:2:2 vm/sriov_net:6:6" \
+    "$(jq -r '[.pools[] | "\(.resource):\(.capacity):\(.healthy)"] | sort | join(" ")' "$STATE/status.json")"
+assert_eq "status: last policy reconcile error" "null" \
+    "$(jq -r '.lastReconcile.error' "$STATE/status.json")"
+
+explain "fastpath doctor reads the node as an operator would: the IOMMU is on here."
+fastpath doctor --json >"$STATE/doctor.json" 2>/dev/null
+assert_eq "doctor: iommu" ok "$(jq -r '.findings[] | select(.check == "iommu") | .status' "$STATE/doctor.json")"
+assert_eq "doctor: SR-IOV PFs" ok "$(jq -r '.findings[] | select(.check == "sriov-pfs") | .status' "$STATE/doctor.json")"
+say "status: $(jq -c '[.pools[] | {(.resource): .capacity}] | add' "$STATE/status.json"); doctor: iommu ok, SR-IOV PFs ok"
