@@ -192,6 +192,7 @@ impl Manager {
                 resource: resource.clone(),
                 endpoint: socket.display().to_string(),
                 status: watcher_status.clone(),
+                telemetry: self.telemetry.clone(),
             }));
         }
         let (stop_tx, stop_rx) = oneshot::channel::<()>();

@@ -189,6 +189,9 @@ pub struct WatcherRegistration {
     pub endpoint: String,
     /// Last status from kubelet.
     pub status: Arc<Mutex<WatcherStatus>>,
+    /// Counts kubelet's verdicts as registrations (the watcher's
+    /// equivalent of a Register call).
+    pub telemetry: Option<Arc<super::telemetry::Telemetry>>,
 }
 
 #[tonic::async_trait]
@@ -215,6 +218,9 @@ impl reg::registration_server::Registration for WatcherRegistration {
         } else {
             tracing::error!(pool = %self.resource, error = %r.error, "kubelet rejected registration");
         }
+        if let Some(t) = &self.telemetry {
+            t.registration(&self.resource, r.plugin_registered);
+        }
         if let Ok(mut s) = self.status.lock() {
             *s = WatcherStatus {
                 registered: r.plugin_registered,
@@ -222,5 +228,37 @@ impl reg::registration_server::Registration for WatcherRegistration {
             };
         }
         Ok(Response::new(reg::RegistrationStatusResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::telemetry::Telemetry;
+    use reg::registration_server::Registration;
+
+    #[tokio::test]
+    async fn watcher_verdicts_count_as_registrations() {
+        let t = Arc::new(Telemetry::default());
+        let w = WatcherRegistration {
+            resource: "intel.com/sriov".into(),
+            endpoint: "/x.sock".into(),
+            status: Arc::default(),
+            telemetry: Some(t.clone()),
+        };
+        for (ok, error) in [(true, ""), (false, "version mismatch")] {
+            w.notify_registration_status(Request::new(reg::RegistrationStatus {
+                plugin_registered: ok,
+                error: error.into(),
+            }))
+            .await
+            .unwrap();
+        }
+        let s = t.snapshot();
+        let n = |res| s.registrations.get(&("intel.com/sriov".to_string(), res));
+        assert_eq!((n("ok"), n("error")), (Some(&1), Some(&1)));
+        let st = w.status.lock().unwrap();
+        assert!(!st.registered);
+        assert_eq!(st.error, "version mismatch");
     }
 }
