@@ -32,7 +32,7 @@ use self::manager::{Manager, Mode};
 use self::server::FileDirs;
 use self::telemetry::Telemetry;
 use crate::inventory;
-use crate::pools::{self, Config, ConfigError, HostFacts, Pools};
+use crate::pools::{self, Config, ConfigError, FactNeeds, HostFacts, Pools};
 use crate::procfs::Procfs;
 use crate::sysfs::Sysfs;
 
@@ -151,9 +151,20 @@ fn load_config(opts: &AgentOptions) -> Result<(String, Config), AgentError> {
 
 /// Scans sysfs and assigns pools: the whole decision of one rescan.
 pub fn compute_pools(sysfs: &Sysfs, procfs: &Procfs, cfg: &Config) -> Result<Pools, AgentError> {
+    let t0 = Instant::now();
     let inv = inventory::scan(sysfs)?;
-    let host = HostFacts::gather(sysfs, procfs, &inv);
-    Ok(pools::assign(&inv, cfg, &host))
+    let t1 = Instant::now();
+    let host = HostFacts::gather(sysfs, procfs, &inv, FactNeeds::of(cfg));
+    let t2 = Instant::now();
+    let pools = pools::assign(&inv, cfg, &host);
+    let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
+    tracing::debug!(
+        scan_ms = ms(t0, t1),
+        facts_ms = ms(t1, t2),
+        assign_ms = ms(t2, Instant::now()),
+        "pools computed"
+    );
+    Ok(pools)
 }
 
 fn vfio_noiommu(sysfs: &Sysfs) -> bool {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::inventory;
-use crate::pools::{self, HostFacts};
+use crate::pools::{self, FactNeeds, HostFacts};
 use crate::procfs::Procfs;
 use crate::sysfs::Sysfs;
 
@@ -41,7 +41,12 @@ pub fn run(sysfs: &Sysfs, args: &PoolsArgs, out: &mut dyn Write) -> anyhow::Resu
         .with_context(|| format!("in {}", args.config.display()))?;
     let inv =
         inventory::scan(sysfs).with_context(|| format!("scanning {}", sysfs.root().display()))?;
-    let host = HostFacts::gather(sysfs, &Procfs::new(&args.proc_root), &inv);
+    let host = HostFacts::gather(
+        sysfs,
+        &Procfs::new(&args.proc_root),
+        &inv,
+        FactNeeds::of(&cfg),
+    );
     let result = pools::assign(&inv, &cfg, &host);
     if args.json {
         serde_json::to_writer_pretty(&mut *out, &result)?;

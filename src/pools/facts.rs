@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 
+use super::Config;
 use crate::inventory::Inventory;
 use crate::pci::PciAddress;
 use crate::procfs::Procfs;
@@ -24,6 +25,34 @@ pub struct DeviceFacts {
     pub rdma_chars: Vec<String>,
 }
 
+/// Which optional facts a config looks at. The others are not read: on a
+/// node with 1,024 VFs each is a few thousand path walks per rescan, more
+/// than the whole inventory scan costs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FactNeeds {
+    /// RDMA devices and char devices (`isRdma` selectors and Allocate).
+    pub rdma: bool,
+    /// `acpi_index` (`acpiIndexes` selectors).
+    pub acpi_index: bool,
+}
+
+impl FactNeeds {
+    /// Every optional fact.
+    pub const ALL: Self = Self {
+        rdma: true,
+        acpi_index: true,
+    };
+
+    /// The facts `cfg`'s selectors use.
+    pub fn of(cfg: &Config) -> Self {
+        let sels = || cfg.resource_list.iter().flat_map(|r| &r.selectors);
+        Self {
+            rdma: sels().any(|s| s.is_rdma),
+            acpi_index: sels().any(|s| !s.acpi_indexes.is_empty()),
+        }
+    }
+}
+
 /// Everything besides the inventory that [`super::assign`] looks at.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostFacts {
@@ -39,7 +68,7 @@ impl HostFacts {
     /// Reads the facts for every PF and VF in `inv`. Unreadable facts are
     /// unknown (and logged), never an error: one odd device must not stop
     /// the others from being offered.
-    pub fn gather(sysfs: &Sysfs, procfs: &Procfs, inv: &Inventory) -> Self {
+    pub fn gather(sysfs: &Sysfs, procfs: &Procfs, inv: &Inventory, needs: FactNeeds) -> Self {
         let default_route_interfaces = procfs.default_route_interfaces().unwrap_or_else(|e| {
             tracing::warn!("default routes unknown: {e}");
             BTreeSet::new()
@@ -49,7 +78,7 @@ impl HostFacts {
             .iter()
             .map(|p| p.pci_address)
             .chain(inv.vfs().map(|(_, v)| v.pci_address));
-        let devices = addrs.map(|a| (a, device_facts(sysfs, a))).collect();
+        let devices = addrs.map(|a| (a, device_facts(sysfs, a, needs))).collect();
         let noiommu = sysfs
             .root()
             .join("module/vfio/parameters/enable_unsafe_noiommu_mode");
@@ -64,17 +93,22 @@ impl HostFacts {
     }
 }
 
-fn device_facts(sysfs: &Sysfs, addr: PciAddress) -> DeviceFacts {
+fn device_facts(sysfs: &Sysfs, addr: PciAddress, needs: FactNeeds) -> DeviceFacts {
     let dev = sysfs.pci_device(addr);
     let class = dev.class().ok();
-    let acpi_index = fs::read_to_string(dev.dir().join("acpi_index"))
-        .ok()
+    let acpi_index = needs
+        .acpi_index
+        .then(|| fs::read_to_string(dev.dir().join("acpi_index")).ok())
+        .flatten()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty());
-    let rdma = safe_names(&dev.dir().join("infiniband"));
-    let mut rdma_chars = safe_names(&dev.dir().join("infiniband_verbs"));
-    rdma_chars.extend(safe_names(&dev.dir().join("infiniband_mad")));
-    rdma_chars.sort();
+    let (mut rdma, mut rdma_chars) = (Vec::new(), Vec::new());
+    if needs.rdma {
+        rdma = safe_names(&dev.dir().join("infiniband"));
+        rdma_chars = safe_names(&dev.dir().join("infiniband_verbs"));
+        rdma_chars.extend(safe_names(&dev.dir().join("infiniband_mad")));
+        rdma_chars.sort();
+    }
     DeviceFacts {
         class,
         acpi_index,

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 pub use config::{AllocationPolicy, Config, ConfigError, DeviceType, ResourceConfig, Selector};
-pub use facts::{DeviceFacts, HostFacts};
+pub use facts::{DeviceFacts, FactNeeds, HostFacts};
 pub use render::render_table;
 
 use crate::inventory::{Inventory, Pf, Vf};

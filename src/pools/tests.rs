@@ -8,6 +8,9 @@ use crate::inventory::scan;
 use crate::procfs::Procfs;
 use crate::sysfs::Sysfs;
 
+const EXAMPLE_NO_OPTIONAL: &str =
+    r#"{"resourceList":[{"resourceName":"net","selectors":{"drivers":["iavf"]}}]}"#;
+
 fn host(pfs: &[PfSpec]) -> (tempfile::TempDir, Inventory, HostFacts) {
     let dir = tempfile::tempdir().unwrap();
     let fs = FakeSysfs::new(dir.path().join("sys")).unwrap();
@@ -23,7 +26,7 @@ fn host(pfs: &[PfSpec]) -> (tempfile::TempDir, Inventory, HostFacts) {
     .unwrap();
     let sysfs = Sysfs::new(dir.path().join("sys"));
     let inv = scan(&sysfs).unwrap();
-    let facts = HostFacts::gather(&sysfs, &Procfs::new(proc_root), &inv);
+    let facts = HostFacts::gather(&sysfs, &Procfs::new(proc_root), &inv, FactNeeds::ALL);
     (dir, inv, facts)
 }
 
@@ -208,11 +211,34 @@ fn rdma_and_acpi_index_selectors_use_host_facts() {
     fs.write_attr("0000:3b:01.1", "acpi_index", "7\n").unwrap();
     let sysfs = Sysfs::new(dir.path().join("sys"));
     let inv = scan(&sysfs).unwrap();
-    let facts = HostFacts::gather(&sysfs, &Procfs::new(dir.path().join("proc")), &inv);
     let c = cfg(
         r#"{"resourceList":[{"resourceName":"acpi","selectors":{"acpiIndexes":["7"]}},
         {"resourceName":"rdma","selectors":{"isRdma":true,"needVhostNet":true}}]}"#,
     );
+    assert_eq!(FactNeeds::of(&c), FactNeeds::ALL);
+    assert_eq!(
+        FactNeeds::of(&cfg(EXAMPLE_NO_OPTIONAL)),
+        FactNeeds::default()
+    );
+    let facts = HostFacts::gather(
+        &sysfs,
+        &Procfs::new(dir.path().join("proc")),
+        &inv,
+        FactNeeds::of(&c),
+    );
+    // A config without such selectors does not read them.
+    let lean = HostFacts::gather(
+        &sysfs,
+        &Procfs::new(dir.path().join("proc")),
+        &inv,
+        FactNeeds::default(),
+    );
+    assert!(
+        lean.devices
+            .values()
+            .all(|d| d.acpi_index.is_none() && d.rdma.is_empty())
+    );
+    assert!(lean.devices.values().any(|d| d.class.is_some()));
     let p = assign(&inv, &c, &facts);
     assert_eq!(members(&p, "intel.com/acpi"), ["0000:3b:01.1"]);
     let rdma = p.pool("intel.com/rdma").unwrap();
