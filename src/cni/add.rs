@@ -53,11 +53,14 @@ pub fn add(env: &CniEnv, conf: &Config, hook: &dyn StepHook) -> CniResult<Value>
 
     let mut host = Netlink::open().map_err(|e| CniError::kernel("opening netlink", e))?;
     let original = original_state(&mut host, conf, &dev)?;
+    // One socket in the pod netns serves every pod-side request.
+    let mut pod_nl = None;
     if !dev.dpdk {
-        let ifname = env.ifname.clone();
-        let exists = pod
-            .run(move || Netlink::open().and_then(|mut nl| nl.link_by_name(&ifname)))
-            .map_err(|e| CniError::kernel("entering the pod netns", e))?
+        let nl = pod_nl.insert(
+            Netlink::open_in(&pod).map_err(|e| CniError::kernel("netlink in the pod netns", e))?,
+        );
+        let exists = nl
+            .link_by_name(&env.ifname)
             .map_err(|e| CniError::kernel("looking up CNI_IFNAME in the pod", e))?;
         if exists.is_some() {
             return Err(CniError::new(
@@ -110,6 +113,7 @@ pub fn add(env: &CniEnv, conf: &Config, hook: &dyn StepHook) -> CniResult<Value>
         conf,
         dev: &dev,
         pod: &pod,
+        pod_nl,
         host,
         record: &record,
         ipam: None,
@@ -264,6 +268,8 @@ struct Exec<'a> {
     conf: &'a Config,
     dev: &'a VfDevice,
     pod: &'a NetNs,
+    /// A netlink socket in the pod netns (kernel VFs only).
+    pod_nl: Option<Netlink>,
     host: Netlink,
     record: &'a Record,
     ipam: Option<IpamResult>,
@@ -327,35 +333,15 @@ impl Exec<'_> {
         }
     }
 
-    /// Runs consecutive pod-side steps on one thread inside the pod netns.
+    /// Runs consecutive pod-side steps through the pod's netlink socket.
     fn run_in_pod(&mut self, steps: &[Step], hook: &dyn StepHook) -> (usize, CniResult<()>) {
-        let ifname = &self.env.ifname;
-        let ipam = self.ipam.clone();
         let mut added = Vec::new();
-        let r = self.pod.run(|| {
-            let mut nl = match Netlink::open() {
-                Ok(nl) => nl,
-                Err(e) => return (0, Err(CniError::kernel("netlink in the pod", e))),
-            };
-            let link = match nl.require_link(ifname) {
-                Ok(l) => l,
-                Err(e) => return (0, Err(CniError::kernel("finding the VF in the pod", e))),
-            };
-            for (i, step) in steps.iter().enumerate() {
-                if let Err(e) = pod_step(&mut nl, &link, step, ipam.as_ref(), &mut added) {
-                    return (i, Err(e));
-                }
-                if let Err(m) = hook.after(step) {
-                    return (i + 1, Err(injected(step, m)));
-                }
-            }
-            (steps.len(), Ok(()))
-        });
+        let r = match self.pod_nl.as_mut() {
+            Some(nl) => pod_steps(nl, &self.env.ifname, steps, self.ipam.as_ref(), &mut added, hook),
+            None => (0, Err(CniError::kernel("netlink in the pod", "not open"))),
+        };
         self.addresses = added;
-        match r {
-            Ok(v) => v,
-            Err(e) => (0, Err(CniError::kernel("entering the pod netns", e))),
-        }
+        r
     }
 
     fn result(&self) -> AddResult {
@@ -382,6 +368,30 @@ impl Exec<'_> {
             dns: self.conf.dns.clone(),
         }
     }
+}
+
+/// The pod-side steps in order; how many took effect, and the first error.
+fn pod_steps(
+    nl: &mut Netlink,
+    ifname: &str,
+    steps: &[Step],
+    ipam: Option<&IpamResult>,
+    added: &mut Vec<IpNet>,
+    hook: &dyn StepHook,
+) -> (usize, CniResult<()>) {
+    let link = match nl.require_link(ifname) {
+        Ok(l) => l,
+        Err(e) => return (0, Err(CniError::kernel("finding the VF in the pod", e))),
+    };
+    for (i, step) in steps.iter().enumerate() {
+        if let Err(e) = pod_step(nl, &link, step, ipam, added) {
+            return (i, Err(e));
+        }
+        if let Err(m) = hook.after(step) {
+            return (i + 1, Err(injected(step, m)));
+        }
+    }
+    (steps.len(), Ok(()))
 }
 
 fn pod_step(

@@ -47,9 +47,8 @@ pub fn check(env: &CniEnv, conf: &Config) -> CniResult<()> {
             )
         })?;
         let ifname = env.ifname.clone();
-        let link = pod
-            .run(move || Netlink::open().and_then(|mut nl| nl.link_by_name(&ifname)))
-            .map_err(|e| CniError::kernel("entering the pod netns", e))?
+        let link = Netlink::open_in(&pod)
+            .and_then(|mut nl| nl.link_by_name(&ifname))
             .map_err(|e| CniError::kernel("looking up the interface", e))?
             .ok_or_else(|| {
                 CniError::new(

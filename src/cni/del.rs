@@ -100,17 +100,15 @@ fn del_without_record(env: &CniEnv, conf: &Config, sysfs: &Sysfs) -> CniResult<(
             _ => "dev%d".to_string(),
         };
         let ifname = env.ifname.clone();
-        let moved = pod
-            .run(|| -> Result<bool, crate::netlink::NetlinkError> {
-                let mut nl = Netlink::open()?;
-                let Some(link) = nl.link_by_name(&ifname)? else {
-                    return Ok(false);
-                };
-                nl.move_to_netns(&link, host.raw_fd(), &home)?;
-                Ok(true)
-            })
-            .map_err(|e| CniError::kernel("entering the pod netns", e))?
-            .map_err(|e| CniError::kernel(format!("moving VF {pci} home without a record"), e))?;
+        let moved = (|| -> Result<bool, crate::netlink::NetlinkError> {
+            let mut nl = Netlink::open_in(&pod)?;
+            let Some(link) = nl.link_by_name(&ifname)? else {
+                return Ok(false);
+            };
+            nl.move_to_netns(&link, host.raw_fd(), &home)?;
+            Ok(true)
+        })()
+        .map_err(|e| CniError::kernel(format!("moving VF {pci} home without a record"), e))?;
         if moved {
             tracing::warn!(pci = %pci, "no record: moved {} home as {home}; MAC and MTU left as the pod had them", env.ifname);
         }

@@ -42,8 +42,8 @@ pub fn undo(done: &[Step], ctx: &UndoCtx) -> Vec<String> {
         .and_then(|p| NetNs::open(p).ok());
     if moved {
         match (&pod, NetNs::current()) {
-            (Some(pod), Ok(host)) => match pod.run(|| undo_in_pod(&pod_steps, ctx, &host)) {
-                Ok(errs) => errors.extend(errs),
+            (Some(pod), Ok(host)) => match Netlink::open_in(pod) {
+                Ok(mut nl) => errors.extend(undo_in_pod(&mut nl, &pod_steps, ctx, &host)),
                 Err(e) => errors.push(e.to_string()),
             },
             (_, Err(e)) => errors.push(e.to_string()),
@@ -76,13 +76,10 @@ pub fn undo(done: &[Step], ctx: &UndoCtx) -> Vec<String> {
 
 /// In the pod: undo the pod-side steps, then move the VF home under its
 /// original name; it arrives down, as the reference leaves it.
-fn undo_in_pod(steps: &[&Step], ctx: &UndoCtx, host: &NetNs) -> Vec<String> {
+/// `nl` is a socket in the pod netns.
+fn undo_in_pod(nl: &mut Netlink, steps: &[&Step], ctx: &UndoCtx, host: &NetNs) -> Vec<String> {
     let mut errors = Vec::new();
     let rec = ctx.record;
-    let mut nl = match Netlink::open() {
-        Ok(nl) => nl,
-        Err(e) => return vec![e.to_string()],
-    };
     let link = match nl.link_by_name(&rec.ifname) {
         Ok(Some(l)) => l,
         Ok(None) => {

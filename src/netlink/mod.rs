@@ -80,6 +80,13 @@ impl Netlink {
         })
     }
 
+    /// Opens a socket in `ns`: every request on it acts in that namespace,
+    /// from any thread (see [`NetNs::create_in`]).
+    pub fn open_in(ns: &crate::netns::NetNs) -> Result<Self> {
+        ns.create_in(Self::open)
+            .map_err(|e| NetlinkError::Socket(std::io::Error::other(e.to_string())))?
+    }
+
     /// Sends a request that changes something and waits for its ack.
     pub fn change(&mut self, msg: RouteNetlinkMessage, what: &dyn Fn() -> String) -> Result<()> {
         self.exchange(msg, NLM_F_REQUEST | NLM_F_ACK, what)
