@@ -1,11 +1,13 @@
 # Crash anywhere, recover everything (issue 7), CNI on a real igbvf VF:
 # `fastpath-faults` (fastpath built with the fault-injection feature) is
-# killed with SIGKILL after every ADD step and after every DEL restore
-# step, with a NAD that sets everything igb takes (PF side: vlan, mac,
-# spoofchk, trust, max_tx_rate; pod side: mac, mtu, IPAM). The runtime's
-# next DEL must restore the VF exactly: its host name, MAC, MTU and
-# admin-down state, and the PF's view of it (`ip link show <PF>`); no
-# record, no IPAM lease. Prints FAULT-MATRIX-CNI with the counts.
+# killed with SIGKILL after each step that needs a real PF (the PF-side
+# settings igb takes: vlan, mac, spoofchk, trust, max_tx_rate; and the pod
+# MAC, which comes with the PF-side MAC), in ADD and in DEL's restore, with
+# a NAD that sets everything (also mtu and IPAM). The runtime's next DEL
+# must restore the VF exactly: its host name, MAC, MTU and admin-down
+# state, and the PF's view of it (`ip link show <PF>`); no record, no IPAM
+# lease. The other CNI points are the host matrix's (tests/fault_matrix.rs).
+# Prints FAULT-MATRIX-CNI with the counts.
 . /fastpath-vm/lib.sh
 
 explain "Kill the CNI (SIGKILL) after each step; the next DEL must give the VF back exactly as it was."
@@ -65,11 +67,15 @@ restored() { # CASE
     assert_eq "$1: links in the pod" "lo" "$(ip -n "$ns" -j link show | jq -r 'map(.ifname) | join(" ")')"
 }
 
-t0=$(uptime_cs)
+t_matrix=$(uptime_cs)
 points=$(fastpath-faults fault-points) || fail "fastpath-faults fault-points"
-# igb refuses link_state (step 70): those points cannot be reached on it.
-add_points=$(printf '%s\n' "$points" | grep '^cni\.add\.' | grep -v link_state)
-restore_points=$(printf '%s\n' "$points" | grep '^cni\.restore\.' | grep -v link_state)
+# The points that need a PF; igb refuses link_state (step 70), so those
+# two cannot be reached on it.
+pf_points() { # PREFIX MAC_STEP
+    printf '%s\n' "$points" | grep -e "^$1\.pf_side\." -e "^$1\.$2\$" | grep -v link_state
+}
+add_points=$(pf_points cni.add.after set_mac)
+restore_points=$(pf_points cni.restore.after restore_mac)
 covered=0 n=0
 for p in $add_points; do
     n=$((n + 1))
@@ -96,5 +102,5 @@ restored "a clean ADD+DEL after the matrix"
 run ip netns del "$ns"
 total=$(printf '%s\n' $add_points $restore_points | wc -l)
 assert_eq "CNI crash points covered" "$total" "$covered"
-say "CNI fault matrix on $vf: $covered crash points, $covered recoveries in $(elapsed_since "$t0")s"
-echo "FAULT-MATRIX-CNI points=$covered recovered=$covered seconds=$(elapsed_since "$t0")"
+say "CNI fault matrix on $vf: $covered crash points, $covered recoveries in $(elapsed_since "$t_matrix")s"
+echo "FAULT-MATRIX-CNI points=$covered recovered=$covered seconds=$(elapsed_since "$t_matrix")"

@@ -6,8 +6,9 @@
 # VF counts, drivers, PF and VF MTU, pinned MAC, no driver_override left,
 # no journal, and a re-apply changes nothing. Two transitions on PF1 reach
 # every point but load_module (vfio-pci is loaded for PF2's VFs):
-#   base -> p1: mtu 9000, numVfs 2 -> 3 (0 first), VF2 to vfio-pci
-#   p1 -> p2:   mtu 1500, VF0 MAC pinned and vfMtu 1400, VF2 back to igbvf
+#   base -> p1: mtu 9000, numVfs 1 -> 2 (0 first), VF1 to vfio-pci
+#   p1 -> base: mtu 1500, numVfs 2 -> 1 (0 first)
+#   p1 -> p2:   mtu 1500, VF0 MAC pinned and vfMtu 1400, VF1 back to igbvf
 # Ends with PF1 at 7 igbvf VFs, as step 140 left it. Prints
 # FAULT-MATRIX-PROVISION with the counts.
 . /fastpath-vm/lib.sh
@@ -39,32 +40,32 @@ EOF
 policy base <<'EOF'
   - name: pf1
     pfNames: ["@PF1@"]
-    numVfs: 2
+    numVfs: 1
     deviceType: netdevice
     mtu: 1500
 EOF
 policy p1 <<'EOF'
   - name: pf1-net
-    pfNames: ["@PF1@#0-1"]
-    numVfs: 3
+    pfNames: ["@PF1@#0"]
+    numVfs: 2
     deviceType: netdevice
     mtu: 9000
   - name: pf1-dpdk
-    pfNames: ["@PF1@#2"]
-    numVfs: 3
+    pfNames: ["@PF1@#1"]
+    numVfs: 2
     deviceType: vfio-pci
 EOF
 policy p2 <<EOF
   - name: pf1-vf0
     pfNames: ["@PF1@#0"]
-    numVfs: 3
+    numVfs: 2
     deviceType: netdevice
     mtu: 1500
     vfMtu: 1400
     macs: {0: "$mac"}
   - name: pf1-net
-    pfNames: ["@PF1@#1-2"]
-    numVfs: 3
+    pfNames: ["@PF1@#1"]
+    numVfs: 2
     deviceType: netdevice
 EOF
 policy end <<'EOF'
@@ -89,9 +90,9 @@ vfs() {
 }
 at_policy() { # CASE POLICY: the node is exactly at the policy
     case $2 in
-    base) want="0:igbvf 1:igbvf" mtu=1500 ;;
-    p1) want="0:igbvf 1:igbvf 2:vfio-pci" mtu=9000 ;;
-    p2) want="0:igbvf 1:igbvf 2:igbvf" mtu=1500 ;;
+    base) want="0:igbvf" mtu=1500 ;;
+    p1) want="0:igbvf 1:vfio-pci" mtu=9000 ;;
+    p2) want="0:igbvf 1:igbvf" mtu=1500 ;;
     esac
     assert_eq "$1: PF1 VFs" "$want" "$(vfs "$pf1")"
     assert_eq "$1: PF2 VFs" "0:igbvf 1:igbvf 2:vfio-pci 3:vfio-pci" "$(vfs "$pf2")"
@@ -112,18 +113,35 @@ at_policy() { # CASE POLICY: the node is exactly at the policy
     assert_match "$1: re-apply of $2" '^nothing changed$' "$(cat "$STATE/apply.out")"
 }
 
-t0=$(uptime_cs)
+t_matrix=$(uptime_cs)
 points=$(fastpath-faults fault-points | grep '^provision\.') || fail "fastpath-faults fault-points"
+# POINT FROM TO, ordered so that most cases start where the last ended
+# (each recovery lands on TO; p1 -> base also passes the count and MTU
+# points). A p2 case needs a p1 reached from base (new VFs, no pinned MAC).
+cat >"$STATE/fault-cases" <<'EOF'
+provision.after.journal_begin base p1
+provision.after.journal_advance p1 base
+provision.after.set_pf_mtu base p1
+provision.after.numvfs_zero p1 base
+provision.after.numvfs base p1
+provision.after.wait_vfs p1 base
+provision.after.unbind base p1
+provision.after.pin_vf_mac p1 p2
+provision.after.set_driver_override base p1
+provision.after.set_vf_mtu p1 p2
+provision.after.bind base p1
+provision.after.drivers_probe p1 p2
+provision.after.clear_driver_override base p1
+provision.after.wait_netdev p1 p2
+EOF
 covered=0 rolled=0 finished=0 at=
-for p in $points; do
-    case $p in
-    provision.after.load_module) continue ;;
-    provision.after.pin_vf_mac | provision.after.set_vf_mtu | provision.after.drivers_probe | \
-        provision.after.wait_netdev)
-        from=p1 to=p2 ;;
-    *) from=base to=p1 ;;
-    esac
-    [ "$at" = "$from" ] || apply "$from"
+# fd 3: the commands in the loop must not eat the case list.
+while read -r p from to <&3; do
+    printf '%s\n' "$points" | grep -qx "$p" || fail "$p is not a crash point of fastpath-faults"
+    if [ "$at" != "$from" ]; then
+        [ "$from" = base ] || apply base
+        apply "$from"
+    fi
     FASTPATH_CRASH_AT=$p fastpath-faults apply --policy "$STATE/fault-$to.yaml" >"$STATE/fault.out" 2>&1
     rc=$?
     [ "$rc" -eq 137 ] || fail "apply $from -> $to armed at $p: expected SIGKILL (exit 137), got $rc: $(tail -n 5 "$STATE/fault.out")"
@@ -137,9 +155,10 @@ for p in $points; do
     at_policy "killed at $p ($from -> $to), then apply" "$to"
     at=$to
     covered=$((covered + 1))
-done
+done 3<"$STATE/fault-cases"
 apply end
 assert_eq "PF1 VFs at the end" "0:igbvf 1:igbvf 2:igbvf 3:igbvf 4:igbvf 5:igbvf 6:igbvf" "$(vfs "$pf1")"
-assert_eq "provisioning crash points covered" "$(($(printf '%s\n' $points | wc -l) - 1))" "$covered"
-say "provisioning fault matrix: $covered crash points ($finished steps finished, $rolled rolled back) in $(elapsed_since "$t0")s; load_module not reachable"
-echo "FAULT-MATRIX-PROVISION points=$covered recovered=$covered finished=$finished rolled_back=$rolled seconds=$(elapsed_since "$t0")"
+# Every point but load_module (vfio-pci is loaded for PF2's VFs).
+assert_eq "provisioning crash points covered" "$(printf '%s\n' "$points" | grep -vc load_module)" "$covered"
+say "provisioning fault matrix: $covered crash points ($finished steps finished, $rolled rolled back) in $(elapsed_since "$t_matrix")s; load_module not reachable"
+echo "FAULT-MATRIX-PROVISION points=$covered recovered=$covered finished=$finished rolled_back=$rolled seconds=$(elapsed_since "$t_matrix")"
