@@ -7,6 +7,7 @@ pub mod agent;
 pub mod cli;
 pub mod cni;
 pub mod doctor;
+pub mod fault;
 pub mod install;
 pub mod inventory;
 pub mod netlink;

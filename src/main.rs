@@ -10,13 +10,27 @@ fn main() -> ExitCode {
     // answer as the plugin, before clap sees the (empty) command line.
     if let Ok(command) = std::env::var("CNI_COMMAND") {
         let env: fastpath::cni::Env = std::env::vars().collect();
-        let code = fastpath::cni::run(
+        // Under fault injection a crash point follows every ADD step.
+        #[cfg(feature = "fault-injection")]
+        let hook = fastpath::fault::CrashHook;
+        #[cfg(not(feature = "fault-injection"))]
+        let hook = fastpath::cni::NoHook;
+        let code = fastpath::cni::run_with_hook(
             &command,
             &env,
             &mut std::io::stdin().lock(),
             &mut std::io::stdout().lock(),
+            &hook,
         );
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    // The fault matrices ask the binary which crash points it has.
+    #[cfg(feature = "fault-injection")]
+    if std::env::args().nth(1).as_deref() == Some("fault-points") {
+        for p in fastpath::fault::POINTS {
+            println!("{p}");
+        }
+        return ExitCode::SUCCESS;
     }
     let cli = fastpath::cli::Cli::parse();
     fastpath::cli::init_logging(cli.log_format);

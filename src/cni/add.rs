@@ -105,6 +105,7 @@ pub fn add(env: &CniEnv, conf: &Config, hook: &dyn StepHook) -> CniResult<Value>
     // directory entry's fsync (the slowest part on a disk) overlaps the
     // first steps and is joined before ADD answers.
     records::save(&env.state_dir, &record, Durability::FileOnly)?;
+    crate::fault::crash_point("cni.add.after.record");
     let dir = records::records_dir(&env.state_dir);
     let dir_sync = std::thread::spawn(move || records::sync_dir(&dir));
 

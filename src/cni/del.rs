@@ -80,6 +80,7 @@ pub fn restore(
             errors.join("; "),
         ));
     }
+    crate::fault::crash_point("cni.restore.before.record_remove");
     records::remove(&env.state_dir, record.pci)
 }
 

@@ -77,6 +77,7 @@ pub fn gc(env: &CniEnv, conf: &Config) -> CniResult<()> {
         if let Err(e) = restore(&rec_env, Some(conf), &sysfs, &rec) {
             errors.push(e.to_string());
         }
+        crate::fault::crash_point("cni.gc.after.vf");
     }
     if let Err(e) = ipam::forward("GC", conf, env) {
         errors.push(e.to_string());

@@ -54,12 +54,16 @@ pub fn undo(done: &[Step], ctx: &UndoCtx) -> Vec<String> {
             ),
         }
         errors.extend(fix_up_on_host(ctx));
+        crate::fault::crash_point("cni.restore.after.host_fixup");
     }
     if done.contains(&Step::Ipam)
         && let Some(conf) = ctx.conf
         && let Err(e) = ipam::del(conf, ctx.env)
     {
         errors.push(e.to_string());
+    }
+    if done.contains(&Step::Ipam) {
+        crate::fault::crash_point("cni.restore.after.ipam_release");
     }
     let changed: Vec<VfSetting> = done
         .iter()
@@ -111,6 +115,11 @@ fn undo_in_pod(nl: &mut Netlink, steps: &[&Step], ctx: &UndoCtx, host: &NetNs) -
         if let Err(e) = r {
             errors.push(e.to_string());
         }
+        match step {
+            Step::SetMtu(_) => crate::fault::crash_point("cni.restore.after.restore_mtu"),
+            Step::SetMac(_) => crate::fault::crash_point("cni.restore.after.restore_mac"),
+            _ => {}
+        }
     }
     let home_name = rec.original.ifname.as_deref().unwrap_or("dev%d");
     if let Err(e) = nl.move_to_netns(&link, host.raw_fd(), home_name) {
@@ -121,6 +130,7 @@ fn undo_in_pod(nl: &mut Netlink, steps: &[&Step], ctx: &UndoCtx, host: &NetNs) -
             errors.push(e.to_string());
         }
     }
+    crate::fault::crash_point("cni.restore.after.move_home");
     errors
 }
 
@@ -191,9 +201,12 @@ fn restore_pf_side(rec: &Record, changed: &[VfSetting]) -> Vec<String> {
         Ok(nl) => nl,
         Err(e) => return vec![e.to_string()],
     };
-    restore_settings(saved, changed)
-        .iter()
-        .filter_map(|s| nl.set_vf(&pf, rec.vf_index, s).err())
-        .map(|e| e.to_string())
-        .collect()
+    let mut errors = Vec::new();
+    for s in restore_settings(saved, changed) {
+        if let Err(e) = nl.set_vf(&pf, rec.vf_index, &s) {
+            errors.push(e.to_string());
+        }
+        crate::fault::crash_point(crate::fault::restore_pf_side_point(&s));
+    }
+    errors
 }

@@ -165,12 +165,14 @@ pub fn reconcile(
         let mut rec = Record::new(p.steps);
         let t = Instant::now();
         journal.begin(&rec)?;
+        crate::fault::crash_point("provision.after.journal_begin");
         report.journal += t.elapsed();
         for index in 0..rec.steps.len() {
             if index > 0 {
                 let t = Instant::now();
                 rec.reached = index;
                 journal.advance(&rec)?;
+                crate::fault::crash_point("provision.after.journal_advance");
                 report.journal += t.elapsed();
             }
             if let Err(e) = run_step(&exec, &rec.steps[index], &mut report) {
@@ -219,6 +221,7 @@ fn run_step(exec: &Executor, step: &Step, report: &mut ApplyReport) -> Result<()
                 undo_error,
             });
         }
+        crate::fault::crash_point(crate::fault::action_point(action));
     }
     report.steps.push(step.summary.clone());
     Ok(())
