@@ -173,7 +173,9 @@ mod tests {
         let vlan = vec![Step::PfSide(VfSetting::SpoofChk(false)), Step::MoveToPod];
         let home = "02:00:00:00:00:01";
         let rename = |from: &str| Action::RenameBack { from: from.into() };
-        let cases: Vec<(&str, Vec<Step>, bool, Option<HostNetdev>, Action)> = vec![
+        // (what, plan, netns live, VF netdev in the host, action)
+        type Case = (&'static str, Vec<Step>, bool, Option<HostNetdev>, Action);
+        let cases: Vec<Case> = vec![
             (
                 "netns alive, VF in it",
                 moved.clone(),
@@ -234,7 +236,11 @@ mod tests {
                 "MAC compared as a MAC, not as text",
                 moved.clone(),
                 false,
-                dev("ens1f0v0", "02:00:00:00:00:01".to_uppercase().as_str(), 1500),
+                dev(
+                    "ens1f0v0",
+                    "02:00:00:00:00:01".to_uppercase().as_str(),
+                    1500,
+                ),
                 Action::DropRecord,
             ),
             (

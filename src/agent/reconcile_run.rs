@@ -7,7 +7,7 @@
 //! PCI address and the others go on. Blocking (netlink, netns threads,
 //! IPAM plugins); the agent runs it on a blocking thread.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use super::reconcile::{Action, HostNetdev, Observed, StartupReport, decide};
@@ -108,13 +108,16 @@ fn reconcile_one(
     let (env, conf) = restore_context(opts, &rec)?;
     crate::cni::del::restore(&env, conf.as_ref(), sysfs, &rec)
         .map_err(|e| format!("restoring: {e}"))?;
-    let netns = rec.netns.as_deref().map(Path::display);
+    let netns = rec
+        .netns
+        .as_deref()
+        .map_or_else(|| "-".to_string(), |p| p.display().to_string());
     match &action {
         Action::RenameBack { from } => {
             report.restored += 1;
             report.renamed += 1;
             tracing::warn!(
-                pci = %pci, container = %rec.container_id, netns = ?netns,
+                pci = %pci, container = %rec.container_id, netns = %netns, phase = ?rec.phase,
                 "reconcile: netns gone; VF renamed back from {from} to {} and restored",
                 rec.original.ifname.as_deref().unwrap_or("?")
             );
@@ -122,7 +125,7 @@ fn reconcile_one(
         Action::Restore => {
             report.restored += 1;
             tracing::warn!(
-                pci = %pci, container = %rec.container_id, netns = ?netns, phase = ?rec.phase,
+                pci = %pci, container = %rec.container_id, netns = %netns, phase = ?rec.phase,
                 "reconcile: netns gone; attachment restored"
             );
         }
@@ -190,7 +193,8 @@ fn restore_context(
             .map_err(|e| format!("CNI_PATH in the record: {e}"))?;
         env.insert("CNI_PATH".into(), path.to_string_lossy().into_owned());
     }
-    let cenv = CniEnv::parse(&env, true, false).map_err(|e| format!("the record's CNI env: {e}"))?;
+    let cenv =
+        CniEnv::parse(&env, true, false).map_err(|e| format!("the record's CNI env: {e}"))?;
     let conf = match &rec.ipam {
         Some(ipam) => {
             let bytes = serde_json::to_vec(&ipam.netconf).map_err(|e| e.to_string())?;

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use super::reconcile::StartupReport;
 use crate::pci::PciAddress;
 use crate::pools::Pools;
-use super::reconcile::StartupReport;
 use crate::provision::{ApplyReport, Held};
 
 /// Upper bounds (seconds) of the latency histograms: 1 ms to 30 s covers a

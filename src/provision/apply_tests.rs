@@ -261,6 +261,9 @@ fn recovery_without_a_policy_rolls_back_and_clears_the_journal() {
     let outcome = recover_interrupted(&n.sysfs, &BTreeSet::new(), &n.opts)
         .unwrap()
         .unwrap();
-    assert!(outcome.starts_with("rolled back interrupted step"), "{outcome}");
+    assert!(
+        outcome.starts_with("rolled back interrupted step"),
+        "{outcome}"
+    );
     assert_eq!(journal.read().unwrap(), None);
 }
