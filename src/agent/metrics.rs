@@ -327,4 +327,42 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn the_start_up_reconcile_reads_zero_until_it_ran_then_its_counts() {
+        let mut s = State::default();
+        let before = render(&s);
+        for line in [
+            "fastpath_reconcile_runs_total 0",
+            "fastpath_reconcile_restored_total 0",
+            "fastpath_reconcile_last_duration_seconds 0",
+        ] {
+            assert!(before.lines().any(|l| l == line), "{line} in\n{before}");
+        }
+        s.startup = Some(crate::agent::reconcile::StartupReport {
+            duration_us: 1_500,
+            restored: 3,
+            renamed: 2,
+            dropped: 1,
+            live: 4,
+            busy: 5,
+            failures: vec!["0000:3b:02.0: x".into()],
+            provisioning: Some("finished interrupted step".into()),
+            ..Default::default()
+        });
+        let after = render(&s);
+        for line in [
+            "fastpath_reconcile_runs_total 1",
+            "fastpath_reconcile_restored_total 3",
+            "fastpath_reconcile_renamed_total 2",
+            "fastpath_reconcile_dropped_total 1",
+            "fastpath_reconcile_failed_total 1",
+            "fastpath_reconcile_busy_total 5",
+            "fastpath_reconcile_provision_recovered_total 1",
+            "fastpath_reconcile_live 4",
+            "fastpath_reconcile_last_duration_seconds 0.0015",
+        ] {
+            assert!(after.lines().any(|l| l == line), "{line} in\n{after}");
+        }
+    }
 }

@@ -66,4 +66,5 @@ grep -q "reconcile: netns gone; VF renamed back from $back_as to $c_if" "$LOGS/a
 run fastpath status --json
 assert_eq "status: start-up reconcile restored renamed failed" "1 1 0" \
     "$(printf '%s\n' "$out" | jq -r '.startupReconcile | "\(.restored) \(.renamed) \(.failures | length)"')"
-say "agent restarted (pid $pid): $c renamed back from $back_as to $c_if, MAC $c_mac, MTU $c_mtu, PF side: $c_before; record gone"
+took_ms=$(printf '%s\n' "$out" | jq -r '.startupReconcile.durationUs / 1000 | floor')
+say "agent restarted (pid $pid): $c renamed back from $back_as to $c_if, MAC $c_mac, MTU $c_mtu, PF side: $c_before; record gone; reconcile took ${took_ms} ms"
