@@ -4,13 +4,17 @@
 # host under its pod-side name (net1) or a devN name. Starting the agent
 # renames it back to its host name with its MAC and MTU, restores the PF
 # side, releases the lease and drops the record, before it serves
-# kubelet. The agent is left running for the next steps, as step 90
-# started it.
+# kubelet. The agent is left running for the next steps, restarted with
+# the command line step 90 gave it.
 . /fastpath-vm/lib.sh
 
 explain "Agent start-up reconcile: a VF stranded by a deleted pod netns comes home when the agent starts."
 pid=$(state_get agent.pid)
 kill -0 "$pid" || fail "agent (pid $pid) is not running"
+# Restarted below with exactly the arguments step 90 gave it (paths, no
+# spaces), whatever they are (--policy included).
+agent_cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline")
+assert_match "the agent's command line" '^fastpath agent ' "$agent_cmd"
 run kill -TERM "$pid"
 wait_for "the agent's exit status" 10 test -s "$STATE/agent.rc"
 assert_eq "agent exit status after SIGTERM" 0 "$(cat "$STATE/agent.rc")"
@@ -42,11 +46,11 @@ back_as=$(vf_netdev "$c")
 assert_match "name the kernel gave $c" '^(net1|dev[0-9]+)$' "$back_as"
 say "pod-c's netns deleted without DEL: $c came back as $back_as (host name $c_if), record kept"
 
-# Started as step 90 starts it; its log is appended to the same file.
-setsid sh -c 'fastpath agent --config /fastpath-vm/files/pools.json \
-    --plugins-registry-dir "$1" --device-plugin-dir "$2" --devinfo-dir "$3" & echo $! >"$4/agent.pid"; wait $!; echo $? >"$4/agent.rc"' \
-    agent "$REGISTRY" "$KUBELET/device-plugins" "$KUBELET/devinfo" "$STATE" \
-    >>"$LOGS/agent.log" 2>&1 &
+# Started as step 90 starts it (same wrapper, pid and exit-status files);
+# its log is appended to the same file.
+# shellcheck disable=SC2016 # $1 is split into the arguments on purpose
+setsid sh -c '$1 & echo $! >"$2/agent.pid"; wait $!; echo $? >"$2/agent.rc"' \
+    agent "$agent_cmd" "$STATE" >>"$LOGS/agent.log" 2>&1 &
 socks_ready() { [ -S "$REGISTRY/vm_sriov_net.sock" ] && [ -S "$REGISTRY/vm_sriov_dpdk.sock" ]; }
 wait_for "the restarted agent's plugin sockets" 30 socks_ready
 pid=$(state_get agent.pid)
