@@ -240,3 +240,52 @@ fn recover_provisioning(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provision::journal::{Journal, Record as JournalRecord};
+    use crate::provision::{Action as ProvisionAction, Step as ProvisionStep};
+    use sysfs_fixture::FakeSysfs;
+    use sysfs_fixture::presets::igb;
+
+    #[test]
+    fn an_interrupted_apply_is_recovered_only_without_a_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("sys");
+        FakeSysfs::new(&root)
+            .unwrap()
+            .add_pf(&igb("0000:05:00.0", "enp5s0", "0000:05:10.0", 2))
+            .unwrap();
+        let vf: crate::pci::PciAddress = "0000:05:10.2".parse().unwrap();
+        let state = dir.path().join("state");
+        let journal = Journal::open(&state);
+        journal
+            .begin(&JournalRecord::new(vec![ProvisionStep {
+                summary: "VF 0000:05:10.2 (from igbvf) to nosuchdrv".into(),
+                actions: vec![ProvisionAction::Bind {
+                    vf,
+                    driver: "nosuchdrv".into(),
+                }],
+                undo: vec![ProvisionAction::ClearDriverOverride { vf }],
+            }]))
+            .unwrap();
+        let mut opts = StartupOptions {
+            state_dir: state,
+            sysfs_root: root,
+            recover_provisioning: false,
+        };
+        let r = run(&opts);
+        assert_eq!(r.provisioning, None, "the policy's first apply does it");
+        assert!(journal.read().unwrap().is_some());
+        opts.recover_provisioning = true;
+        let r = run(&opts);
+        let outcome = r.provisioning.unwrap();
+        assert!(
+            outcome.starts_with("rolled back interrupted step"),
+            "{outcome}"
+        );
+        assert!(r.failures.is_empty(), "{:?}", r.failures);
+        assert_eq!(journal.read().unwrap(), None);
+    }
+}
