@@ -68,6 +68,13 @@ impl NetNs {
         }
     }
 
+    /// True when `path` is a namespace file (nsfs): a pod netns whose
+    /// bind mount is gone leaves at most a plain file behind.
+    pub fn exists(path: impl AsRef<Path>) -> bool {
+        nix::sys::statfs::statfs(path.as_ref())
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
+    }
+
     /// The calling thread's current network namespace.
     pub fn current() -> Result<Self, NetnsError> {
         Self::open("/proc/thread-self/ns/net")
@@ -214,5 +221,12 @@ mod tests {
     fn a_file_that_is_not_a_namespace_is_refused() {
         let ns = NetNs::open("/proc/self/status").unwrap();
         assert!(matches!(ns.run(|| ()), Err(NetnsError::Enter { .. })));
+    }
+
+    #[test]
+    fn only_namespace_files_exist_as_namespaces() {
+        assert!(NetNs::exists("/proc/self/ns/net"));
+        assert!(!NetNs::exists("/proc/self/status"));
+        assert!(!NetNs::exists("/nonexistent/netns/x"));
     }
 }

@@ -206,7 +206,74 @@ pub fn render(s: &State) -> String {
         "fastpath_cni_metrics_malformed_total {}",
         s.cni_malformed
     );
+    startup(&mut out, s);
     out
+}
+
+/// The start-up reconcile: counters (one run per process, so they read 0
+/// until it ran) and the run's duration.
+fn startup(out: &mut String, s: &State) {
+    let r = s.startup.clone().unwrap_or_default();
+    let ran = u8::from(s.startup.is_some());
+    let counters = [
+        (
+            "fastpath_reconcile_runs_total",
+            "Start-up reconciles run.",
+            u64::from(ran),
+        ),
+        (
+            "fastpath_reconcile_restored_total",
+            "Attachments whose netns was gone, restored at start-up (renamed ones included).",
+            r.restored,
+        ),
+        (
+            "fastpath_reconcile_renamed_total",
+            "VFs found in the host under another name and renamed back at start-up.",
+            r.renamed,
+        ),
+        (
+            "fastpath_reconcile_dropped_total",
+            "Records dropped at start-up whose VF was already home.",
+            r.dropped,
+        ),
+        (
+            "fastpath_reconcile_failed_total",
+            "Start-up reconcile failures (records kept for the next DEL, GC or start).",
+            r.failures.len() as u64,
+        ),
+        (
+            "fastpath_reconcile_busy_total",
+            "Records skipped at start-up because a CNI call held the VF.",
+            r.busy,
+        ),
+        (
+            "fastpath_reconcile_provision_recovered_total",
+            "Interrupted provisioning applies finished or rolled back at start-up.",
+            u64::from(r.provisioning.is_some()),
+        ),
+    ];
+    for (name, help, v) in counters {
+        head(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {v}");
+    }
+    head(
+        out,
+        "fastpath_reconcile_live",
+        "gauge",
+        "Live attachments the start-up reconcile left alone.",
+    );
+    let _ = writeln!(out, "fastpath_reconcile_live {}", r.live);
+    head(
+        out,
+        "fastpath_reconcile_last_duration_seconds",
+        "gauge",
+        "Wall time of the start-up reconcile.",
+    );
+    let _ = writeln!(
+        out,
+        "fastpath_reconcile_last_duration_seconds {}",
+        r.duration_us as f64 / 1e6
+    );
 }
 
 #[cfg(test)]
@@ -258,6 +325,44 @@ mod tests {
                 text.lines().any(|l| l == line),
                 "{line} missing from\n{text}"
             );
+        }
+    }
+
+    #[test]
+    fn the_start_up_reconcile_reads_zero_until_it_ran_then_its_counts() {
+        let mut s = State::default();
+        let before = render(&s);
+        for line in [
+            "fastpath_reconcile_runs_total 0",
+            "fastpath_reconcile_restored_total 0",
+            "fastpath_reconcile_last_duration_seconds 0",
+        ] {
+            assert!(before.lines().any(|l| l == line), "{line} in\n{before}");
+        }
+        s.startup = Some(crate::agent::reconcile::StartupReport {
+            duration_us: 1_500,
+            restored: 3,
+            renamed: 2,
+            dropped: 1,
+            live: 4,
+            busy: 5,
+            failures: vec!["0000:3b:02.0: x".into()],
+            provisioning: Some("finished interrupted step".into()),
+            ..Default::default()
+        });
+        let after = render(&s);
+        for line in [
+            "fastpath_reconcile_runs_total 1",
+            "fastpath_reconcile_restored_total 3",
+            "fastpath_reconcile_renamed_total 2",
+            "fastpath_reconcile_dropped_total 1",
+            "fastpath_reconcile_failed_total 1",
+            "fastpath_reconcile_busy_total 5",
+            "fastpath_reconcile_provision_recovered_total 1",
+            "fastpath_reconcile_live 4",
+            "fastpath_reconcile_last_duration_seconds 0.0015",
+        ] {
+            assert!(after.lines().any(|l| l == line), "{line} in\n{after}");
         }
     }
 }

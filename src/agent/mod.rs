@@ -13,6 +13,8 @@ pub mod metrics;
 pub mod node;
 pub mod policy;
 pub mod preferred;
+pub mod reconcile;
+pub mod reconcile_run;
 pub mod server;
 pub mod status;
 pub mod telemetry;

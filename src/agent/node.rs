@@ -8,6 +8,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::PathBuf;
 
 use super::policy::{self, PolicyOptions, PolicyRunError};
+use super::reconcile_run::{self, StartupOptions};
 use super::{AgentError, AgentHandle, AgentOptions, http, status};
 
 /// The agent and its optional parts.
@@ -79,8 +80,27 @@ fn bind_status(state_dir: &std::path::Path) -> Result<tokio::net::UnixListener, 
     Ok(l)
 }
 
+/// Restores attachments whose pod netns is gone and, without a policy,
+/// finishes an interrupted provisioning apply. Runs after the health and
+/// status faces are up and before anything else: stale records would
+/// hold VFs back from the policy's first apply, and kubelet should be
+/// offered VFs that are home under their own names.
+async fn startup_reconcile(opts: &NodeOptions, telemetry: &super::telemetry::Telemetry) {
+    let o = StartupOptions {
+        state_dir: opts.agent.state_dir.clone(),
+        sysfs_root: opts.agent.sysfs_root.clone(),
+        recover_provisioning: opts.policy.is_none(),
+    };
+    match tokio::task::spawn_blocking(move || reconcile_run::run(&o)).await {
+        Ok(report) => telemetry.startup_reconciled(report),
+        Err(e) => tracing::error!("reconcile: task failed: {e}"),
+    }
+    telemetry.tick();
+}
+
 /// Runs the node agent until `shutdown`. Serves health first (so probes
-/// answer during a long first reconcile), applies the policy (an invalid
+/// answer during a long first reconcile), reconciles CNI records with the
+/// node, applies the policy (an invalid
 /// one stops the agent with its error; a kernel failure is logged and the
 /// agent serves what the node has), then runs the device-plugin agent.
 pub async fn run(
@@ -108,6 +128,7 @@ pub async fn run(
         status_listener,
         telemetry.clone(),
     )));
+    startup_reconcile(&opts, &telemetry).await;
     if let Some(p) = &opts.policy {
         let (applied, result) = policy::start(p, &telemetry).await;
         match result {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::reconcile::StartupReport;
 use super::telemetry::{PoolView, ReconcileView, State};
 
 /// The status socket under the state dir.
@@ -20,6 +21,9 @@ pub struct AgentStatus {
     pub pools: Vec<PoolView>,
     /// The last policy reconcile, when a policy is configured.
     pub last_reconcile: Option<ReconcileView>,
+    /// The start-up reconcile of CNI records, once it ran.
+    #[serde(default)]
+    pub startup_reconcile: Option<StartupReport>,
 }
 
 impl AgentStatus {
@@ -28,6 +32,7 @@ impl AgentStatus {
         Self {
             pools: s.pools.clone(),
             last_reconcile: s.last_reconcile.clone(),
+            startup_reconcile: s.startup.clone(),
         }
     }
 }

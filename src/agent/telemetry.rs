@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use super::reconcile::StartupReport;
 use crate::pci::PciAddress;
 use crate::pools::Pools;
 use crate::provision::{ApplyReport, Held};
@@ -116,6 +117,9 @@ pub struct State {
     pub cni: BTreeMap<(String, String), Histogram>,
     /// CNI metric files that could not be parsed.
     pub cni_malformed: u64,
+    /// The start-up reconcile of CNI records (and the provisioning
+    /// journal), once it ran.
+    pub startup: Option<StartupReport>,
 }
 
 fn unix_now() -> u64 {
@@ -248,6 +252,11 @@ impl Telemetry {
                 .or_default()
                 .observe(took);
         });
+    }
+
+    /// The start-up reconcile finished.
+    pub fn startup_reconciled(&self, report: StartupReport) {
+        self.with(|s| s.startup = Some(report));
     }
 
     /// A CNI metrics file could not be parsed.

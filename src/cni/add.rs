@@ -100,6 +100,11 @@ pub fn add(env: &CniEnv, conf: &Config, hook: &dyn StepHook) -> CniResult<Value>
         reached: 0,
         phase: Phase::Adding,
         result: None,
+        ipam: conf.ipam_type.is_some().then(|| records::IpamContext {
+            netconf: conf.raw.clone(),
+            cni_path: env.path.clone(),
+            cni_args: env.args_string(),
+        }),
     };
     // The record's content is on disk before the first change; the
     // directory entry's fsync (the slowest part on a disk) overlaps the

@@ -25,6 +25,17 @@ pub fn lock_path(state_dir: &Path, pci: PciAddress) -> PathBuf {
 
 /// Blocks until the VF's lock is ours.
 pub fn lock_vf(state_dir: &Path, pci: PciAddress) -> CniResult<VfLock> {
+    lock_with(state_dir, pci, FlockArg::LockExclusive)?
+        .ok_or_else(|| CniError::io("locking", std::io::Error::other("lock not taken")))
+}
+
+/// Takes the VF's lock if nobody holds it; `None` while a CNI call (or
+/// another reconcile) works on the VF.
+pub fn try_lock_vf(state_dir: &Path, pci: PciAddress) -> CniResult<Option<VfLock>> {
+    lock_with(state_dir, pci, FlockArg::LockExclusiveNonblock)
+}
+
+fn lock_with(state_dir: &Path, pci: PciAddress, how: FlockArg) -> CniResult<Option<VfLock>> {
     let path = lock_path(state_dir, pci);
     if let Some(dir) = path.parent() {
         ensure_dir(dir)?;
@@ -36,9 +47,11 @@ pub fn lock_vf(state_dir: &Path, pci: PciAddress) -> CniResult<VfLock> {
         .mode(0o600)
         .open(&path)
         .map_err(|e| CniError::io(format!("opening lock {}", path.display()), e))?;
-    let lock = Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, e)| CniError::io(format!("locking {}", path.display()), e))?;
-    Ok(VfLock { _lock: lock })
+    match Flock::lock(file, how) {
+        Ok(lock) => Ok(Some(VfLock { _lock: lock })),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(CniError::io(format!("locking {}", path.display()), e)),
+    }
 }
 
 #[cfg(test)]
@@ -64,5 +77,15 @@ mod tests {
                 });
             }
         });
+    }
+
+    #[test]
+    fn try_lock_gives_way_to_a_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let pci: PciAddress = "0000:3b:02.1".parse().unwrap();
+        let held = lock_vf(dir.path(), pci).unwrap();
+        assert!(try_lock_vf(dir.path(), pci).unwrap().is_none());
+        drop(held);
+        assert!(try_lock_vf(dir.path(), pci).unwrap().is_some());
     }
 }

@@ -89,6 +89,21 @@ pub struct Record {
     pub phase: Phase,
     /// The result returned by ADD (for CHECK).
     pub result: Option<serde_json::Value>,
+    /// What releasing IPAM needs when no runtime calls DEL (the agent's
+    /// start-up reconcile); absent without IPAM and in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipam: Option<IpamContext>,
+}
+
+/// The network config and runtime environment an IPAM DEL needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpamContext {
+    /// The network config as ADD received it.
+    pub netconf: serde_json::Value,
+    /// CNI_PATH, split.
+    pub cni_path: Vec<PathBuf>,
+    /// CNI_ARGS in their wire form.
+    pub cni_args: String,
 }
 
 /// Who holds a VF: the public summary the agent and provisioning read.
@@ -338,6 +353,7 @@ mod tests {
             reached: 0,
             phase: Phase::Adding,
             result: None,
+            ipam: None,
         }
     }
 

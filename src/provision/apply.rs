@@ -203,6 +203,25 @@ pub fn reconcile(
     Ok(report)
 }
 
+/// Finishes or rolls back the step an interrupted apply left in the
+/// journal, with no policy to apply after it (the agent's start without
+/// `--policy`). `None` when there is no journal.
+pub fn recover_interrupted(
+    sysfs: &Sysfs,
+    held: &BTreeSet<PciAddress>,
+    opts: &ReconcileOptions,
+) -> Result<Option<String>, ApplyError> {
+    let exec = Executor {
+        sysfs,
+        timeout: opts.wait_timeout,
+    };
+    let journal = Journal::open(&opts.state_dir);
+    let Some(rec) = journal.read()? else {
+        return Ok(None);
+    };
+    recover(&exec, &journal, rec, held, &mut ApplyReport::default()).map(Some)
+}
+
 /// Runs a step; on failure runs its undo and reports both.
 fn run_step(exec: &Executor, step: &Step, report: &mut ApplyReport) -> Result<(), ApplyError> {
     tracing::info!(step = %step.summary, "applying");

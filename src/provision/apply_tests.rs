@@ -238,3 +238,32 @@ fn recovery_does_not_redo_a_finished_count_change() {
     assert_eq!(writes, ["wait for 3 VFs of 0000:05:00.0"]);
     assert_eq!(n.sysfs.pci_device(pf).sriov_numvfs().unwrap(), 3);
 }
+
+#[test]
+fn recovery_without_a_policy_rolls_back_and_clears_the_journal() {
+    let n = node(0..1);
+    assert_eq!(
+        recover_interrupted(&n.sysfs, &BTreeSet::new(), &n.opts).unwrap(),
+        None,
+        "no journal, nothing to do"
+    );
+    let addr = vf("0000:05:10.2");
+    let step = Step {
+        summary: "VF 0000:05:10.2 (from igbvf) to nosuchdrv".into(),
+        actions: vec![Action::Bind {
+            vf: addr,
+            driver: "nosuchdrv".into(),
+        }],
+        undo: vec![Action::ClearDriverOverride { vf: addr }],
+    };
+    let journal = Journal::open(&n.opts.state_dir);
+    journal.begin(&Record::new(vec![step])).unwrap();
+    let outcome = recover_interrupted(&n.sysfs, &BTreeSet::new(), &n.opts)
+        .unwrap()
+        .unwrap();
+    assert!(
+        outcome.starts_with("rolled back interrupted step"),
+        "{outcome}"
+    );
+    assert_eq!(journal.read().unwrap(), None);
+}

@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use apply::{ApplyError, ApplyReport};
+pub use apply::{ApplyError, ApplyReport, recover_interrupted};
 pub use facts::HostFacts;
 pub use held::{HeldError, held_vfs};
 pub use plan::{Action, Held, Plan, PlanErrors, Step, plan};

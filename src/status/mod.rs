@@ -9,6 +9,7 @@ pub mod render;
 
 use serde::Serialize;
 
+use crate::agent::reconcile::StartupReport;
 use crate::agent::status::AgentStatus;
 use crate::agent::telemetry::ReconcileView;
 use crate::pci::PciAddress;
@@ -43,6 +44,8 @@ pub struct NodeStatus {
     /// VFs attached to pods; `None` when this build cannot read the CNI
     /// records.
     pub attachments: Option<Vec<Attachment>>,
+    /// What the agent's start-up reconcile restored.
+    pub startup_reconcile: Option<StartupReport>,
 }
 
 /// Joins the agent's view and the attachments.
@@ -74,6 +77,7 @@ pub fn build(agent: &AgentStatus, attachments: Option<Vec<Attachment>>) -> NodeS
         pools,
         last_reconcile: agent.last_reconcile.clone(),
         attachments,
+        startup_reconcile: agent.startup_reconcile.clone(),
     }
 }
 

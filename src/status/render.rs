@@ -86,6 +86,25 @@ pub fn text(s: &NodeStatus, out: &mut dyn Write) -> io::Result<()> {
             }
         }
     }
+    if let Some(r) = &s.startup_reconcile {
+        writeln!(
+            out,
+            "\nstart-up reconcile {}: {} restored ({} renamed back), {} dropped, {} live, {} busy, {} failed",
+            utc(r.finished_at),
+            r.restored,
+            r.renamed,
+            r.dropped,
+            r.live,
+            r.busy,
+            r.failures.len()
+        )?;
+        for f in &r.failures {
+            writeln!(out, "   - {f}")?;
+        }
+        if let Some(p) = &r.provisioning {
+            writeln!(out, "   provisioning: {p}")?;
+        }
+    }
     match &s.attachments {
         None => writeln!(
             out,
@@ -158,6 +177,7 @@ mod tests {
                     pending: "VF 0000:3b:02.1 to vfio-pci".into(),
                 }],
             }),
+            startup_reconcile: None,
         }
     }
 
@@ -226,5 +246,43 @@ ATTACHED VF   POD                           IFNAME      VLAN  SINCE
         assert_eq!(v["lastReconcile"]["held"][0]["vf"], "0000:3b:02.1");
         assert_eq!(v["attachments"][0]["podName"], "upf-0");
         assert_eq!(v["attachments"][0]["vlan"], 100);
+    }
+}
+
+#[cfg(test)]
+mod startup_tests {
+    use super::*;
+    use crate::agent::reconcile::StartupReport;
+    use crate::agent::status::AgentStatus;
+    use crate::status::build;
+
+    #[test]
+    fn the_start_up_reconcile_is_shown_in_text_and_json() {
+        let agent = AgentStatus {
+            pools: vec![],
+            last_reconcile: None,
+            startup_reconcile: Some(StartupReport {
+                finished_at: 0,
+                restored: 2,
+                renamed: 1,
+                live: 3,
+                failures: vec!["0000:3b:02.1: restoring: busy".into()],
+                ..StartupReport::default()
+            }),
+        };
+        let mut out = Vec::new();
+        text(&build(&agent, Some(vec![])), &mut out).unwrap();
+        let t = String::from_utf8(out).unwrap();
+        assert!(
+            t.contains(
+                "start-up reconcile 1970-01-01T00:00:00Z: 2 restored (1 renamed back), 0 dropped, 3 live, 0 busy, 1 failed\n   - 0000:3b:02.1: restoring: busy\n"
+            ),
+            "{t}"
+        );
+        let mut out = Vec::new();
+        json(&build(&agent, None), &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["startupReconcile"]["renamed"], 1);
+        assert_eq!(v["startupReconcile"]["live"], 3);
     }
 }
