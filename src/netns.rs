@@ -210,7 +210,10 @@ mod tests {
             before
         );
         let bad = NetNs::open("/proc/self/status").unwrap();
-        assert!(matches!(bad.create_in(|| ()), Err(NetnsError::Enter { .. })));
+        assert!(matches!(
+            bad.create_in(|| ()),
+            Err(NetnsError::Enter { .. })
+        ));
         assert_eq!(
             std::fs::read_link("/proc/thread-self/ns/net").unwrap(),
             before

@@ -343,7 +343,14 @@ impl Exec<'_> {
     fn run_in_pod(&mut self, steps: &[Step], hook: &dyn StepHook) -> (usize, CniResult<()>) {
         let mut added = Vec::new();
         let r = match self.pod_nl.as_mut() {
-            Some(nl) => pod_steps(nl, &self.env.ifname, steps, self.ipam.as_ref(), &mut added, hook),
+            Some(nl) => pod_steps(
+                nl,
+                &self.env.ifname,
+                steps,
+                self.ipam.as_ref(),
+                &mut added,
+                hook,
+            ),
             None => (0, Err(CniError::kernel("netlink in the pod", "not open"))),
         };
         self.addresses = added;
