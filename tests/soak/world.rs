@@ -288,7 +288,7 @@ impl World<'_> {
     fn del_env_conf(&self, i: usize, a: &Att, netns: Option<&str>, r: u64) -> (Env, Value) {
         let env = self.host.env(&a.cid, "net1", netns);
         let mut conf = self.conf(a.version, i);
-        if (r >> 16) % 4 == 0 {
+        if (r >> 16).is_multiple_of(4) {
             conf.as_object_mut().unwrap().remove("deviceID");
         }
         (env, conf)
@@ -310,7 +310,7 @@ impl World<'_> {
     /// kubelet's DEL after the netns is gone: with the old path or with
     /// none (both happen). Then the stand-in comes back (see module docs).
     fn del_dead(&self, i: usize, a: Att, r: u64) -> Result<(), String> {
-        let netns = if (r >> 24) % 2 == 0 {
+        let netns = if (r >> 24).is_multiple_of(2) {
             Some(a.netns.as_str())
         } else {
             None
@@ -340,6 +340,21 @@ impl World<'_> {
             let Slot::Dead(a) = was else { unreachable!() };
             self.del_dead(i, a, r.rotate_left(k as u32))?;
             self.count(Kind::DelDeadNetns);
+        }
+        Ok(())
+    }
+
+    /// DELs every attachment left (the pods go away at the end).
+    pub fn drain(&self, r: u64) -> Result<(), String> {
+        for i in 0..self.n() {
+            let was = std::mem::replace(&mut self.slots.lock().unwrap()[i], Slot::Busy(None));
+            match was {
+                Slot::Attached(a) => {
+                    self.del(i, a, r.rotate_left(i as u32))?;
+                    self.count(Kind::Del);
+                }
+                other => self.set(i, other),
+            }
         }
         Ok(())
     }
