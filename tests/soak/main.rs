@@ -10,7 +10,8 @@
 //!
 //! A phase is `PHASE` operations from a seeded RNG run by `WORKERS`
 //! threads: ADD of a free VF into a fresh netns, DEL of an attached one
-//! (one in four without deviceID), CHECK (must succeed), GC with the
+//! (one in four without deviceID, one in eight sent twice at once as a
+//! runtime's retry), CHECK (must succeed), GC with the
 //! attachments the runtime knows (must not touch them), deleting a pod's
 //! netns without a DEL (kubelet's DEL for it comes later in the phase or
 //! after the next agent restart), and pool config rewrites (the agent must
