@@ -270,29 +270,38 @@ fn soak_random_operations_on_32_vfs_leak_nothing() {
         .map(|(end, start)| *end as i64 - *start as i64)
         .collect();
     let total: usize = counts.values().sum();
+    let (lo, hi) = (rss.iter().min().unwrap(), rss.iter().max().unwrap());
     eprintln!(
-        "SOAK seed={seed} ops={ops} (+{} DELs after restarts and at the end) workers={workers} vfs={N} by_kind[{}] invariant_checks={checks} \
-         agent_restarts={restarts} leaks={} rss_kib_start={first} rss_kib_end={last} \
-         rss_kib_phase_end={rss:?} rss_kib_after_start={fresh:?} duration={:.1}s",
+        "SOAK seed={seed} ops={ops} (+{} DELs after restarts and at the end) workers={workers} \
+         vfs={N} by_kind[{}] invariant_checks={checks} agent_restarts={restarts} leaks={} \
+         agent_rss_kib: start={first} end={last} phase_end_min={lo} phase_end_max={hi} \
+         growth_in_a_phase_max={} duration={:.1}s",
         total - ops,
         by_kind.join(" "),
         leaks.len(),
+        growth.iter().max().unwrap(),
         started.elapsed().as_secs_f64()
     );
     assert!(leaks.is_empty());
-    // Flat: the agent that served the last phase holds at most RSS_SLACK
-    // more than the one that served the first, and no agent grew by more
-    // than that while serving its phase.
+    // Flat: the agent that served the last phase holds at most
+    // RSS_FLAT_KIB more than the one that served the first, and no agent
+    // grew by more than RSS_LIFE_KIB while serving its phase.
     assert!(
-        last <= first + RSS_SLACK_KIB,
+        last <= first + RSS_FLAT_KIB,
         "agent RSS after the last phase {last} KiB, after the first {first} KiB"
     );
     assert!(
-        growth.iter().all(|g| *g <= RSS_SLACK_KIB as i64),
+        growth.iter().all(|g| *g <= RSS_LIFE_KIB as i64),
         "agent RSS growth within a phase (KiB): {growth:?}"
     );
 }
 
-/// RSS growth allowed (KiB): about 10% of the agent's ~19 MiB and 4x the
-/// spread measured between phases (see docs/TESTING.md, Soak).
-const RSS_SLACK_KIB: u64 = 2048;
+/// Phase-end RSS may differ by this much between the first and last agent
+/// (KiB): ~10% of its ~19 MiB, 3x the largest spread measured (see
+/// docs/TESTING.md, Soak).
+const RSS_FLAT_KIB: u64 = 2048;
+
+/// One agent's growth from start to the end of its phase (KiB): warm-up
+/// (gRPC connections, buffers) measured up to ~1.2 MiB; 4 MiB would be
+/// 40 KiB leaked per operation.
+const RSS_LIFE_KIB: u64 = 4096;
