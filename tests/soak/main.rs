@@ -284,22 +284,36 @@ fn soak_random_operations_on_32_vfs_leak_nothing() {
     );
     assert!(leaks.is_empty());
     // Flat: the agent that served the last phase holds at most
-    // RSS_FLAT_KIB more than the one that served the first, and no agent
-    // grew by more than RSS_LIFE_KIB while serving its phase.
+    // RSS_FLAT_KIB more than the one that served the first; the later half
+    // of the phases averages at most RSS_TREND_KIB more than the earlier
+    // half; no agent grew by more than RSS_LIFE_KIB while serving a phase.
     assert!(
         last <= first + RSS_FLAT_KIB,
         "agent RSS after the last phase {last} KiB, after the first {first} KiB"
     );
+    if rss.len() >= 4 {
+        let mean = |v: &[u64]| v.iter().sum::<u64>() / v.len() as u64;
+        let (early, late) = rss.split_at(rss.len() / 2);
+        assert!(
+            mean(late) <= mean(early) + RSS_TREND_KIB,
+            "agent RSS trends up over phases (KiB): {rss:?}"
+        );
+    }
     assert!(
         growth.iter().all(|g| *g <= RSS_LIFE_KIB as i64),
         "agent RSS growth within a phase (KiB): {growth:?}"
     );
 }
 
-/// Phase-end RSS may differ by this much between the first and last agent
-/// (KiB): ~10% of its ~19 MiB, 3x the largest spread measured (see
-/// docs/TESTING.md, Soak).
-const RSS_FLAT_KIB: u64 = 2048;
+/// Phase-end RSS allowed between the first and the last agent (KiB): the
+/// spread between agents measured up to 0.8 MiB, and an agent whose
+/// start-up reconcile had attachments to restore starts ~1 MiB higher than
+/// the first one (which had none); 3 MiB is ~15% of its ~19-20 MiB.
+const RSS_FLAT_KIB: u64 = 3072;
+
+/// Mean phase-end RSS, later half over earlier half (KiB): measured within
+/// +/-0.2 MiB; a leak that survives restarts (state the agent loads) shows.
+const RSS_TREND_KIB: u64 = 1024;
 
 /// One agent's growth from start to the end of its phase (KiB): warm-up
 /// (gRPC connections, buffers) measured up to ~1.2 MiB; 4 MiB would be
