@@ -38,6 +38,7 @@ mod cni_host;
 
 mod agent;
 mod invariants;
+mod runtime;
 mod world;
 
 use std::collections::BTreeMap;

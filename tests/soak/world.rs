@@ -4,8 +4,6 @@
 //! runtime runs them: the real `fastpath` binary with CNI_* variables.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -14,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::agent::{self, AgentPaths, Layout};
 use crate::cni_host::{Host, host_link, ip, ns_link};
+use crate::runtime::{self, recreate_veth};
 
 /// One pod attachment the soak made.
 #[derive(Debug, Clone)]
@@ -84,35 +83,7 @@ impl World<'_> {
 
     /// Runs the `fastpath` binary as a CNI runtime does.
     pub fn cni(&self, cmd: &str, env: &Env, conf: &Value) -> Result<Value, String> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fastpath"))
-            .env_clear()
-            .envs(env)
-            .env("CNI_COMMAND", cmd)
-            .env("FASTPATH_OWNERSHIP_CONFIG", &self.ownership_config)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("spawning fastpath: {e}"))?;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(conf.to_string().as_bytes())
-            .map_err(|e| format!("writing stdin: {e}"))?;
-        let out = child.wait_with_output().map_err(|e| e.to_string())?;
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        if !out.status.success() {
-            return Err(format!(
-                "{cmd} container={:?} ifname={:?} netns={:?} failed ({}): {v} {}",
-                env.get("CNI_CONTAINERID"),
-                env.get("CNI_IFNAME"),
-                env.get("CNI_NETNS"),
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(v)
+        runtime::exec_cni(&self.ownership_config, cmd, env, conf)
     }
 
     /// Claims a slot matching `want` (picked with `pick`), marking it busy.
@@ -470,34 +441,5 @@ impl World<'_> {
 
     pub fn pcis(&self) -> Vec<String> {
         self.host.vfs.iter().map(|v| v.pci.clone()).collect()
-    }
-}
-
-/// Re-creates VF `i`'s veth pair with its original name, MAC and MTU. The
-/// old pair is torn down asynchronously after its netns goes, so the peer
-/// name may be taken for a moment.
-pub fn recreate_veth(host: &Host, i: usize) -> Result<(), String> {
-    let vf = &host.vfs[i];
-    let peer = format!("{}p{i}", host.tag);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = Command::new("ip")
-            .args([
-                "link", "add", &vf.ifname, "address", &vf.mac, "type", "veth",
-            ])
-            .args(["peer", "name", &peer, "netns", &host.far])
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "re-creating {}: {}",
-                vf.ifname,
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
