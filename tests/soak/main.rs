@@ -308,7 +308,7 @@ fn soak_random_operations_on_32_vfs_leak_nothing() {
 
 /// Phase-end RSS allowed between the first and the last agent (KiB): the
 /// spread between agents measured up to 0.8 MiB, and an agent whose
-/// start-up reconcile had attachments to restore starts ~1 MiB higher than
+/// start-up reconcile had attachments to restore starts ~1.2 MiB higher than
 /// the first one (which had none); 3 MiB is ~15% of its ~19-20 MiB.
 const RSS_FLAT_KIB: u64 = 3072;
 
