@@ -11,7 +11,10 @@
 //! A phase is `PHASE` operations from a seeded RNG run by `WORKERS`
 //! threads: ADD of a free VF into a fresh netns, DEL of an attached one
 //! (one in four without deviceID, one in eight sent twice at once as a
-//! runtime's retry), CHECK (must succeed), GC with the
+//! runtime's retry), ADD of a VF another pod holds (refused, nothing
+//! changes), DEL for a container that never had the VF, ADD of a VF whose
+//! pod's netns is gone before its DEL (stale attachment taken over; the
+//! late DEL must not touch the new one), CHECK (must succeed), GC with the
 //! attachments the runtime knows (must not touch them), deleting a pod's
 //! netns without a DEL (kubelet's DEL for it comes later in the phase or
 //! after the next agent restart), and pool config rewrites (the agent must
@@ -57,12 +60,15 @@ const WORKERS: usize = 6;
 const DEFAULT_OPS: u64 = 1000;
 
 /// Operation mix, in parts of `WEIGHTS` total.
-const WEIGHTS: [(Kind, u64); 6] = [
+const WEIGHTS: [(Kind, u64); 9] = [
     (Kind::Add, 34),
     (Kind::Del, 18),
-    (Kind::Check, 16),
+    (Kind::Check, 14),
     (Kind::KillNetns, 12),
-    (Kind::Gc, 8),
+    (Kind::Gc, 7),
+    (Kind::AddTaken, 4),
+    (Kind::DelUnknown, 3),
+    (Kind::AddOverDead, 4),
     (Kind::Reload, 3),
 ];
 

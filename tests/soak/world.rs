@@ -42,7 +42,16 @@ pub enum Slot {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     Add,
+    /// ADD of a VF another pod holds: refused, nothing changes.
+    AddTaken,
     Del,
+    /// DEL for a container that never got this VF (a sandbox whose ADD
+    /// never ran): succeeds, nothing changes.
+    DelUnknown,
+    /// ADD of a VF whose pod's netns is gone before that pod's DEL came
+    /// (the VF back in the host): fastpath restores the stale attachment
+    /// and attaches; the old pod's late DEL must leave the new one alone.
+    AddOverDead,
     DelDeadNetns,
     Check,
     Gc,
@@ -140,7 +149,9 @@ impl World<'_> {
                 let Some((i, _)) = self.claim(|s| matches!(s, Slot::Free), |_| Some(c), r) else {
                     return Ok(None);
                 };
-                self.add(op, i, cid, r).map(|_| Some(Kind::Add))
+                let a = self.add(op, i, cid, r)?;
+                self.set(i, Slot::Attached(a));
+                Ok(Some(Kind::Add))
             }
             Kind::Del | Kind::DelDeadNetns => {
                 let Some((i, was)) = self.claim(
@@ -172,6 +183,40 @@ impl World<'_> {
                 };
                 self.check(i, a).map(|_| Some(Kind::Check))
             }
+            Kind::AddTaken => {
+                let Some((i, was)) = self.claim(
+                    |s| matches!(s, Slot::Attached(_)),
+                    |s| match s {
+                        Slot::Attached(a) => Some(a.cid.clone()),
+                        _ => None,
+                    },
+                    r,
+                ) else {
+                    return Ok(None);
+                };
+                let Slot::Attached(a) = was else {
+                    unreachable!()
+                };
+                self.add_taken(op, i, a).map(|_| Some(Kind::AddTaken))
+            }
+            Kind::AddOverDead => {
+                let _gate = self.gc_gate.read().unwrap();
+                let cid = format!("soak{op}");
+                let c = cid.clone();
+                let Some((i, was)) = self.claim(|s| matches!(s, Slot::Dead(_)), |_| Some(c), r)
+                else {
+                    return Ok(None);
+                };
+                let Slot::Dead(old) = was else { unreachable!() };
+                self.add_over_dead(op, i, cid, old, r)
+                    .map(|_| Some(Kind::AddOverDead))
+            }
+            Kind::DelUnknown => {
+                let Some((i, _)) = self.claim(|s| matches!(s, Slot::Free), |_| None, r) else {
+                    return Ok(None);
+                };
+                self.del_unknown(op, i, r).map(|_| Some(Kind::DelUnknown))
+            }
             Kind::KillNetns => {
                 let Some((i, was)) = self.claim(
                     |s| matches!(s, Slot::Attached(_)),
@@ -201,7 +246,7 @@ impl World<'_> {
         self.host.conf(version, i, json!({}))
     }
 
-    fn add(&self, op: usize, i: usize, cid: String, r: u64) -> Result<(), String> {
+    fn add(&self, op: usize, i: usize, cid: String, r: u64) -> Result<Att, String> {
         let vf = &self.host.vfs[i];
         let netns = format!("{}{op}", self.netns_prefix());
         let version = VERSIONS[(r >> 8) as usize % VERSIONS.len()];
@@ -233,15 +278,96 @@ impl World<'_> {
         if host_link(&vf.ifname).is_some() {
             return Err(format!("ADD {cid}: {} still in the host", vf.ifname));
         }
-        self.set(
-            i,
-            Slot::Attached(Att {
-                cid,
-                netns,
-                version,
-                result,
-            }),
-        );
+        Ok(Att {
+            cid,
+            netns,
+            version,
+            result,
+        })
+    }
+
+    /// The VF of `old` (netns gone, no DEL yet) comes back to the host
+    /// (the stand-in is re-created) and a new pod's ADD takes it; then
+    /// `old`'s late DEL comes and must succeed without touching the new
+    /// attachment.
+    fn add_over_dead(
+        &self,
+        op: usize,
+        i: usize,
+        cid: String,
+        old: Att,
+        r: u64,
+    ) -> Result<(), String> {
+        recreate_veth(self.host, i)?;
+        let new = self.add(op, i, cid, r)?;
+        let (env, conf) = self.del_env_conf(i, &old, Some(&old.netns), r);
+        self.send_del(&env, &conf, r)?;
+        let rec = fastpath::cni::records::load(self.host.state.path(), self.pci(i))
+            .map_err(|e| e.to_string())?;
+        if rec.map(|r| r.container_id) != Some(new.cid.clone()) {
+            return Err(format!("late DEL {} took {}'s record", old.cid, new.cid));
+        }
+        match ns_link(&new.netns, "net1") {
+            Some(l) if l.mac == self.host.vfs[i].mac && l.up => {}
+            other => {
+                return Err(format!(
+                    "late DEL {}: {}'s net1 is {other:?}",
+                    old.cid, new.cid
+                ));
+            }
+        }
+        self.set(i, Slot::Attached(new));
+        Ok(())
+    }
+
+    /// A second pod's ADD naming VF `i`, which `a` holds: it must fail,
+    /// and `a` keep its VF, record and interface.
+    fn add_taken(&self, op: usize, i: usize, a: Att) -> Result<(), String> {
+        let cid = format!("soak{op}taken");
+        let netns = format!("{}{op}", self.netns_prefix());
+        ip(&["netns", "add", &netns]);
+        let env = self.host.env(&cid, "net1", Some(&netns));
+        let refused = self.cni("ADD", &env, &self.conf(a.version, i)).is_err();
+        let stolen = ns_link(&netns, "net1").is_some();
+        ip(&["netns", "del", &netns]);
+        if !refused || stolen {
+            return Err(format!(
+                "ADD {cid} of VF {i}, held by {}, was not refused",
+                a.cid
+            ));
+        }
+        let rec = fastpath::cni::records::load(self.host.state.path(), self.pci(i))
+            .map_err(|e| e.to_string())?;
+        if rec.map(|r| r.container_id) != Some(a.cid.clone()) {
+            return Err(format!("refused ADD {cid} changed the record of {}", a.cid));
+        }
+        match ns_link(&a.netns, "net1") {
+            Some(l) if l.mac == self.host.vfs[i].mac && l.up => {}
+            other => return Err(format!("refused ADD {cid}: {}'s net1 is {other:?}", a.cid)),
+        }
+        self.set(i, Slot::Attached(a));
+        Ok(())
+    }
+
+    /// DEL for a container that never had free VF `i` (with a fresh netns,
+    /// or none): succeeds and the VF stays home.
+    fn del_unknown(&self, op: usize, i: usize, r: u64) -> Result<(), String> {
+        let cid = format!("soak{op}never");
+        let netns = format!("{}{op}", self.netns_prefix());
+        let with_netns = (r >> 48).is_multiple_of(2);
+        if with_netns {
+            ip(&["netns", "add", &netns]);
+        }
+        let env = self
+            .host
+            .env(&cid, "net1", with_netns.then_some(netns.as_str()));
+        let res = self.cni("DEL", &env, &self.conf("1.1.0", i));
+        if with_netns {
+            ip(&["netns", "del", &netns]);
+        }
+        res?;
+        self.expect_home(i, &format!("DEL {cid} (never added)"))?;
+        self.set(i, Slot::Free);
         Ok(())
     }
 
