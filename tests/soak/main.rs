@@ -41,6 +41,7 @@ mod cni_host;
 
 mod agent;
 mod invariants;
+mod races;
 mod runtime;
 mod world;
 

@@ -96,7 +96,7 @@ impl World<'_> {
     }
 
     /// Claims a slot matching `want` (picked with `pick`), marking it busy.
-    fn claim(
+    pub(crate) fn claim(
         &self,
         want: impl Fn(&Slot) -> bool,
         busy: impl FnOnce(&Slot) -> Option<String>,
@@ -113,7 +113,7 @@ impl World<'_> {
         Some((i, was))
     }
 
-    fn set(&self, i: usize, s: Slot) {
+    pub(crate) fn set(&self, i: usize, s: Slot) {
         self.slots.lock().unwrap()[i] = s;
     }
 
@@ -242,11 +242,11 @@ impl World<'_> {
         }
     }
 
-    fn conf(&self, version: &str, i: usize) -> Value {
+    pub(crate) fn conf(&self, version: &str, i: usize) -> Value {
         self.host.conf(version, i, json!({}))
     }
 
-    fn add(&self, op: usize, i: usize, cid: String, r: u64) -> Result<Att, String> {
+    pub(crate) fn add(&self, op: usize, i: usize, cid: String, r: u64) -> Result<Att, String> {
         let vf = &self.host.vfs[i];
         let netns = format!("{}{op}", self.netns_prefix());
         let version = VERSIONS[(r >> 8) as usize % VERSIONS.len()];
@@ -286,91 +286,6 @@ impl World<'_> {
         })
     }
 
-    /// The VF of `old` (netns gone, no DEL yet) comes back to the host
-    /// (the stand-in is re-created) and a new pod's ADD takes it; then
-    /// `old`'s late DEL comes and must succeed without touching the new
-    /// attachment.
-    fn add_over_dead(
-        &self,
-        op: usize,
-        i: usize,
-        cid: String,
-        old: Att,
-        r: u64,
-    ) -> Result<(), String> {
-        recreate_veth(self.host, i)?;
-        let new = self.add(op, i, cid, r)?;
-        let (env, conf) = self.del_env_conf(i, &old, Some(&old.netns), r);
-        self.send_del(&env, &conf, r)?;
-        let rec = fastpath::cni::records::load(self.host.state.path(), self.pci(i))
-            .map_err(|e| e.to_string())?;
-        if rec.map(|r| r.container_id) != Some(new.cid.clone()) {
-            return Err(format!("late DEL {} took {}'s record", old.cid, new.cid));
-        }
-        match ns_link(&new.netns, "net1") {
-            Some(l) if l.mac == self.host.vfs[i].mac && l.up => {}
-            other => {
-                return Err(format!(
-                    "late DEL {}: {}'s net1 is {other:?}",
-                    old.cid, new.cid
-                ));
-            }
-        }
-        self.set(i, Slot::Attached(new));
-        Ok(())
-    }
-
-    /// A second pod's ADD naming VF `i`, which `a` holds: it must fail,
-    /// and `a` keep its VF, record and interface.
-    fn add_taken(&self, op: usize, i: usize, a: Att) -> Result<(), String> {
-        let cid = format!("soak{op}taken");
-        let netns = format!("{}{op}", self.netns_prefix());
-        ip(&["netns", "add", &netns]);
-        let env = self.host.env(&cid, "net1", Some(&netns));
-        let refused = self.cni("ADD", &env, &self.conf(a.version, i)).is_err();
-        let stolen = ns_link(&netns, "net1").is_some();
-        ip(&["netns", "del", &netns]);
-        if !refused || stolen {
-            return Err(format!(
-                "ADD {cid} of VF {i}, held by {}, was not refused",
-                a.cid
-            ));
-        }
-        let rec = fastpath::cni::records::load(self.host.state.path(), self.pci(i))
-            .map_err(|e| e.to_string())?;
-        if rec.map(|r| r.container_id) != Some(a.cid.clone()) {
-            return Err(format!("refused ADD {cid} changed the record of {}", a.cid));
-        }
-        match ns_link(&a.netns, "net1") {
-            Some(l) if l.mac == self.host.vfs[i].mac && l.up => {}
-            other => return Err(format!("refused ADD {cid}: {}'s net1 is {other:?}", a.cid)),
-        }
-        self.set(i, Slot::Attached(a));
-        Ok(())
-    }
-
-    /// DEL for a container that never had free VF `i` (with a fresh netns,
-    /// or none): succeeds and the VF stays home.
-    fn del_unknown(&self, op: usize, i: usize, r: u64) -> Result<(), String> {
-        let cid = format!("soak{op}never");
-        let netns = format!("{}{op}", self.netns_prefix());
-        let with_netns = (r >> 48).is_multiple_of(2);
-        if with_netns {
-            ip(&["netns", "add", &netns]);
-        }
-        let env = self
-            .host
-            .env(&cid, "net1", with_netns.then_some(netns.as_str()));
-        let res = self.cni("DEL", &env, &self.conf("1.1.0", i));
-        if with_netns {
-            ip(&["netns", "del", &netns]);
-        }
-        res?;
-        self.expect_home(i, &format!("DEL {cid} (never added)"))?;
-        self.set(i, Slot::Free);
-        Ok(())
-    }
-
     fn check(&self, i: usize, a: Att) -> Result<(), String> {
         let env = self.host.env(&a.cid, "net1", Some(&a.netns));
         let mut conf = self.conf(a.version, i);
@@ -382,7 +297,13 @@ impl World<'_> {
 
     /// DEL as kubelet sends it; one in four without deviceID (a runtime
     /// that lost Multus' cache), so fastpath finds the record by container.
-    fn del_env_conf(&self, i: usize, a: &Att, netns: Option<&str>, r: u64) -> (Env, Value) {
+    pub(crate) fn del_env_conf(
+        &self,
+        i: usize,
+        a: &Att,
+        netns: Option<&str>,
+        r: u64,
+    ) -> (Env, Value) {
         let env = self.host.env(&a.cid, "net1", netns);
         let mut conf = self.conf(a.version, i);
         if (r >> 16).is_multiple_of(4) {
@@ -393,7 +314,7 @@ impl World<'_> {
 
     /// One DEL, or (one in eight) two at once, as when a runtime retries a
     /// DEL that timed out: both must succeed.
-    fn send_del(&self, env: &Env, conf: &Value, r: u64) -> Result<(), String> {
+    pub(crate) fn send_del(&self, env: &Env, conf: &Value, r: u64) -> Result<(), String> {
         if !(r >> 40).is_multiple_of(8) {
             return self.cni("DEL", env, conf).map(|_| ());
         }
