@@ -113,6 +113,23 @@ impl World<'_> {
         Some((i, was))
     }
 
+    /// Claims an attached VF (its container stays known to the runtime
+    /// while a worker holds it).
+    fn claim_attached(&self, pick: u64) -> Option<(usize, Att)> {
+        let (i, was) = self.claim(
+            |s| matches!(s, Slot::Attached(_)),
+            |s| match s {
+                Slot::Attached(a) => Some(a.cid.clone()),
+                _ => None,
+            },
+            pick,
+        )?;
+        match was {
+            Slot::Attached(a) => Some((i, a)),
+            _ => unreachable!("claimed only attached slots"),
+        }
+    }
+
     pub(crate) fn set(&self, i: usize, s: Slot) {
         self.slots.lock().unwrap()[i] = s;
     }
@@ -168,34 +185,14 @@ impl World<'_> {
                 }
             }
             Kind::Check => {
-                let Some((i, was)) = self.claim(
-                    |s| matches!(s, Slot::Attached(_)),
-                    |s| match s {
-                        Slot::Attached(a) => Some(a.cid.clone()),
-                        _ => None,
-                    },
-                    r,
-                ) else {
+                let Some((i, a)) = self.claim_attached(r) else {
                     return Ok(None);
-                };
-                let Slot::Attached(a) = was else {
-                    unreachable!()
                 };
                 self.check(i, a).map(|_| Some(Kind::Check))
             }
             Kind::AddTaken => {
-                let Some((i, was)) = self.claim(
-                    |s| matches!(s, Slot::Attached(_)),
-                    |s| match s {
-                        Slot::Attached(a) => Some(a.cid.clone()),
-                        _ => None,
-                    },
-                    r,
-                ) else {
+                let Some((i, a)) = self.claim_attached(r) else {
                     return Ok(None);
-                };
-                let Slot::Attached(a) = was else {
-                    unreachable!()
                 };
                 self.add_taken(op, i, a).map(|_| Some(Kind::AddTaken))
             }
@@ -218,18 +215,8 @@ impl World<'_> {
                 self.del_unknown(op, i, r).map(|_| Some(Kind::DelUnknown))
             }
             Kind::KillNetns => {
-                let Some((i, was)) = self.claim(
-                    |s| matches!(s, Slot::Attached(_)),
-                    |s| match s {
-                        Slot::Attached(a) => Some(a.cid.clone()),
-                        _ => None,
-                    },
-                    r,
-                ) else {
+                let Some((i, a)) = self.claim_attached(r) else {
                     return Ok(None);
-                };
-                let Slot::Attached(a) = was else {
-                    unreachable!()
                 };
                 // The pod's sandbox goes without a DEL: the veth stand-in
                 // dies with it (a real VF would return to the host).
