@@ -7,7 +7,8 @@
 //! 90th percentile of the runs are printed, with the median per VF, and
 //! the median CPU time of the process (what the scan itself costs, summed
 //! over its threads, when other processes compete for the cores). Each size is
-//! measured single-threaded (what `scan` uses) and with 2 threads.
+//! measured single-threaded and with 2 threads (what `scan` uses on a
+//! machine with 2 or more CPUs).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -19,8 +20,8 @@ use sysfs_fixture::presets::e810;
 
 const VFS_PER_PF: usize = 128;
 const PF_COUNTS: [usize; 4] = [1, 4, 8, 16];
-/// Threads given to `scan_with_threads`: 1 (what `scan` uses) and 2 (to
-/// show whether a thread per core would help).
+/// Threads given to `scan_with_threads`: 1 and 2 (what `scan` uses when
+/// it has 2 CPUs), to show what the second thread buys.
 const THREADS: [usize; 2] = [1, 2];
 const WARMUP_RUNS: usize = 5;
 const MIN_RUNS: usize = 31;

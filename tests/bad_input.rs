@@ -167,6 +167,8 @@ fn unreadable_files_and_directories_in_place_of_files_are_unknown() {
     fs.add_pf(&e810("0000:3b:00.0", "ens1f0", "0000:3b:01.0", 1))
         .unwrap();
     let vf = dev_dir(tmp.path(), "0000:3b:01.0");
+    // Without the PF's `sriov_vf_device` the VF's own id files are read.
+    remove_any(&dev_dir(tmp.path(), "0000:3b:00.0").join("sriov_vf_device"));
     // We run as root, so mode bits do not stop reads: a directory, a link
     // loop and a dangling link are what fails to read here.
     remove_any(&vf.join("vendor"));
@@ -177,6 +179,31 @@ fn unreadable_files_and_directories_in_place_of_files_are_unknown() {
     let vf = &inv.pfs[0].vfs[0];
     assert_eq!((vf.ids, vf.numa_node), (None, None));
     assert_eq!(vf.driver.as_deref(), Some("iavf"));
+    assert!(logs.contains("vendor unknown"), "{logs}");
+}
+
+#[test]
+fn vf_ids_come_from_the_pf_when_it_gives_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = FakeSysfs::new(tmp.path()).unwrap();
+    fs.add_pf(&e810("0000:3b:00.0", "ens1f0", "0000:3b:01.0", 2))
+        .unwrap();
+    // The kernel gives every VF the PF's vendor and `sriov_vf_device`; the
+    // VF's own files are not read when the PF has it.
+    let vf0 = dev_dir(tmp.path(), "0000:3b:01.0");
+    replace_with_file(&vf0.join("vendor"), b"garbage\n");
+    remove_any(&vf0.join("device"));
+    let (inv, logs) = scan(tmp.path());
+    for vf in &inv.pfs[0].vfs {
+        let ids = vf.ids.expect("ids from the PF");
+        assert_eq!((ids.vendor.0, ids.device.0), (0x8086, 0x1889));
+    }
+    assert!(!logs.contains("vendor unknown"), "{logs}");
+    // A PF that does not say falls back to each VF's files.
+    remove_any(&dev_dir(tmp.path(), "0000:3b:00.0").join("sriov_vf_device"));
+    let (inv, logs) = scan(tmp.path());
+    assert_eq!(inv.pfs[0].vfs[0].ids, None);
+    assert!(inv.pfs[0].vfs[1].ids.is_some());
     assert!(logs.contains("vendor unknown"), "{logs}");
 }
 

@@ -179,11 +179,14 @@ fn netdev_index(sysfs: &Sysfs) -> NetdevIndex {
 
 /// Scans sysfs for SR-IOV PFs and their VFs. Unreadable fields become
 /// unknown (`None`) with a warning; a vanished device is skipped; only an
-/// unreadable `bus/pci/devices` is an error. Runs on the caller's thread:
-/// a second thread did not make it faster on the 2-core machines fastpath
-/// targets (docs/PERFORMANCE.md, "Discovery").
+/// unreadable `bus/pci/devices` is an error. Uses two threads when the
+/// machine has two CPUs to run them and the tree is large enough
+/// ([`PARALLEL_MIN_VFS`]): the scan is system-call bound, and on an idle
+/// 2-core machine a second thread nearly halves it; more threads did not
+/// help further there (docs/PERFORMANCE.md, "Discovery").
 pub fn scan(sysfs: &Sysfs) -> Result<Inventory, SysfsError> {
-    scan_with_threads(sysfs, 1)
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    scan_with_threads(sysfs, cpus.min(2))
 }
 
 /// Below this many VFs a scan stays on the caller's thread: starting a
@@ -332,14 +335,23 @@ fn scan_pf(cache: &mut ScanCache, index: &NetdevIndex, plan: &PfPlan) -> Pf {
     let addr = dev.addr();
     let netdev = first_netdev(index, dev);
     let pf_link = netdev.as_ref().and_then(|n| n.link_type);
+    let vendor = known("vendor", addr, dev.vendor());
+    // Every VF has the PF's vendor id and the PF's `sriov_vf_device` (the
+    // kernel sets them so); reading them once here saves two files per VF.
+    // Without `sriov_vf_device` each VF's own files are read.
+    let vf_ids = if plan.vfs.is_empty() {
+        None
+    } else {
+        vendor.zip(dev.sriov_vf_device().ok())
+    };
     let vfs = plan
         .vfs
         .iter()
-        .filter_map(|(i, vf)| scan_vf(cache, index, vf, *i, addr, pf_link))
+        .filter_map(|(i, vf)| scan_vf(cache, index, vf, *i, addr, pf_link, vf_ids))
         .collect();
     Pf {
         pci_address: addr,
-        ids: known("vendor", addr, dev.vendor()).and_then(|v| cache.ids(addr, v, dev.device_id())),
+        ids: vendor.and_then(|v| cache.ids(addr, v, dev.device_id())),
         driver: cache.driver(dev),
         netdev,
         num_vfs: known("sriov_numvfs", addr, dev.sriov_numvfs()),
@@ -350,8 +362,8 @@ fn scan_pf(cache: &mut ScanCache, index: &NetdevIndex, plan: &PfPlan) -> Pf {
 }
 
 /// One VF, or `None` when its directory is gone (VFs destroyed mid-scan, or
-/// a dangling `virtfnN` link). Existence is only checked when the first
-/// read fails, so a healthy VF costs no extra system call.
+/// a dangling `virtfnN` link). `pf_vf_ids` are the ids the PF gives all
+/// its VFs, when it says (`sriov_vf_device`).
 fn scan_vf(
     cache: &mut ScanCache,
     netdevs: &NetdevIndex,
@@ -359,14 +371,22 @@ fn scan_vf(
     index: u32,
     pf: PciAddress,
     pf_link: Option<LinkType>,
+    pf_vf_ids: Option<(PciId, PciId)>,
 ) -> Option<Vf> {
     let addr = dev.addr();
-    let vendor = dev.vendor();
-    if vendor.is_err() && !dev.exists() {
+    // A vanished VF's numa_node reads as absent (`Ok(None)`) or fails;
+    // only then is existence checked, so a healthy VF costs no extra call.
+    let numa_node = dev.numa_node();
+    if !matches!(numa_node, Ok(Some(_))) && !dev.exists() {
         tracing::warn!(pci = %addr, %pf, index, "skipping VF: its directory vanished during the scan");
         return None;
     }
-    let ids = known("vendor", addr, vendor).and_then(|v| cache.ids(addr, v, dev.device_id()));
+    let ids = match pf_vf_ids {
+        Some((vendor, device)) => cache.ids(addr, vendor, Ok(device)),
+        None => {
+            known("vendor", addr, dev.vendor()).and_then(|v| cache.ids(addr, v, dev.device_id()))
+        }
+    };
     let netdev = first_netdev(netdevs, dev);
     Some(Vf {
         index,
@@ -376,7 +396,7 @@ fn scan_vf(
         driver: cache.driver(dev),
         link_type: netdev.as_ref().and_then(|n| n.link_type).or(pf_link),
         netdev,
-        numa_node: known("numa_node", addr, dev.numa_node()).flatten(),
+        numa_node: known("numa_node", addr, numa_node).flatten(),
         iommu_group: known("iommu_group", addr, dev.iommu_group()).flatten(),
     })
 }

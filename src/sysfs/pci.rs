@@ -64,6 +64,12 @@ impl PciDevice {
         self.dir.read_parsed("device", PciId::parse)
     }
 
+    /// `sriov_vf_device` of a PF: the device id every one of its VFs has
+    /// (the kernel gives each VF this id and the PF's vendor id).
+    pub fn sriov_vf_device(&self) -> Result<PciId> {
+        self.dir.read_parsed("sriov_vf_device", PciId::parse)
+    }
+
     /// `class` code (24 bits).
     pub fn class(&self) -> Result<u32> {
         self.dir.read_parsed("class", |s| {

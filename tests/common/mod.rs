@@ -97,7 +97,8 @@ pub fn dev_dir(root: &Path, addr: &str) -> PathBuf {
 /// A tree with every kind of damage the scan must survive, each on its own
 /// device so the expected output says which field became unknown:
 ///
-/// - E810 PF 0000:3b:00.0: VF0 `numa_node` garbage; VF1 `vendor` missing;
+/// - E810 PF 0000:3b:00.0: no `sriov_vf_device` (so its VFs' own id files
+///   are read); VF0 `numa_node` garbage; VF1 `vendor` missing;
 ///   VF2 directory gone (dangling `virtfn2`); VF3 netdev `mtu` is a
 ///   directory and `operstate` not UTF-8; an extra `virtfn9` pointing at a
 ///   name that is not an address; `virtfn+1` and `virtfn01` (not VF links).
@@ -125,6 +126,7 @@ pub fn write_malformed(root: &Path) -> FakeSysfs {
 
     let e810_dir = dev_dir(root, "0000:3b:00.0");
     replace_with_file(&dev_dir(root, "0000:3b:01.0").join("numa_node"), b"zero\n");
+    remove_any(&e810_dir.join("sriov_vf_device"));
     remove_any(&dev_dir(root, "0000:3b:01.1").join("vendor"));
     remove_any(&dev_dir(root, "0000:3b:01.2"));
     let vf3_net = dev_dir(root, "0000:3b:01.3").join("net/ens1f0v3");
