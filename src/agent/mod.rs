@@ -189,15 +189,6 @@ pub fn compute_pools(
     Ok(pools)
 }
 
-fn vfio_noiommu(sysfs: &Sysfs) -> bool {
-    std::fs::read_to_string(
-        sysfs
-            .root()
-            .join("module/vfio/parameters/enable_unsafe_noiommu_mode"),
-    )
-    .is_ok_and(|s| matches!(s.trim(), "Y" | "y" | "1"))
-}
-
 /// Runs the agent until `shutdown` completes, then stops serving and
 /// removes its sockets. An invalid config at start is an error.
 pub async fn run(
@@ -220,7 +211,7 @@ pub async fn run(
     tracing::info!(?mode, config = %opts.config.display(), "starting device plugin agent");
     let alloc = AllocateOptions {
         cdi: opts.cdi,
-        vfio_noiommu: vfio_noiommu(&sysfs),
+        vfio_noiommu: sysfs.vfio_noiommu(),
     };
     let dirs = FileDirs {
         devinfo: opts.devinfo_dir.clone(),

@@ -100,16 +100,8 @@ fn del_without_record(env: &CniEnv, conf: &Config, sysfs: &Sysfs) -> CniResult<(
             Some(n) if matches!(host_nl.link_by_name(n), Ok(None)) => n.to_string(),
             _ => "dev%d".to_string(),
         };
-        let ifname = env.ifname.clone();
-        let moved = (|| -> Result<bool, crate::netlink::NetlinkError> {
-            let mut nl = Netlink::open_in(&pod)?;
-            let Some(link) = nl.link_by_name(&ifname)? else {
-                return Ok(false);
-            };
-            nl.move_to_netns(&link, host.raw_fd(), &home)?;
-            Ok(true)
-        })()
-        .map_err(|e| CniError::kernel(format!("moving VF {pci} home without a record"), e))?;
+        let moved = move_home(&pod, &env.ifname, &host, &home)
+            .map_err(|e| CniError::kernel(format!("moving VF {pci} home without a record"), e))?;
         if moved {
             tracing::warn!(pci = %pci, "no record: moved {} home as {home}; MAC and MTU left as the pod had them", env.ifname);
         }
@@ -119,4 +111,20 @@ fn del_without_record(env: &CniEnv, conf: &Config, sysfs: &Sysfs) -> CniResult<(
         let _ = std::fs::remove_file(p);
     }
     Ok(())
+}
+
+/// Moves `ifname` from `pod` into `host` as `home`; false when the pod has
+/// no such interface.
+fn move_home(
+    pod: &NetNs,
+    ifname: &str,
+    host: &NetNs,
+    home: &str,
+) -> Result<bool, crate::netlink::NetlinkError> {
+    let mut nl = Netlink::open_in(pod)?;
+    let Some(link) = nl.link_by_name(ifname)? else {
+        return Ok(false);
+    };
+    nl.move_to_netns(&link, host.raw_fd(), home)?;
+    Ok(true)
 }

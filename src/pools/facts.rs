@@ -79,16 +79,10 @@ impl HostFacts {
             .map(|p| p.pci_address)
             .chain(inv.vfs().map(|(_, v)| v.pci_address));
         let devices = addrs.map(|a| (a, device_facts(sysfs, a, needs))).collect();
-        let noiommu = sysfs
-            .root()
-            .join("module/vfio/parameters/enable_unsafe_noiommu_mode");
-        let vfio_noiommu = fs::read_to_string(noiommu)
-            .map(|s| matches!(s.trim(), "Y" | "y" | "1"))
-            .unwrap_or(false);
         Self {
             default_route_interfaces,
             devices,
-            vfio_noiommu,
+            vfio_noiommu: sysfs.vfio_noiommu(),
         }
     }
 }

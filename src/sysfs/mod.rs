@@ -197,6 +197,17 @@ impl Sysfs {
         Ok(out)
     }
 
+    /// VFIO runs in no-IOMMU mode (the `vfio` module's
+    /// `enable_unsafe_noiommu_mode` is on); false when it is off, or the
+    /// module is not loaded.
+    pub fn vfio_noiommu(&self) -> bool {
+        std::fs::read_to_string(
+            self.root
+                .join("module/vfio/parameters/enable_unsafe_noiommu_mode"),
+        )
+        .is_ok_and(|s| matches!(s.trim(), "Y" | "y" | "1"))
+    }
+
     /// `<root>/bus/pci/drivers/<driver>`; `None` for names that are not a
     /// single path component.
     pub fn pci_driver_dir(&self, driver: &str) -> Option<PathBuf> {
