@@ -14,6 +14,7 @@ pub mod netlink;
 pub mod netns;
 pub mod ownership;
 pub mod pci;
+mod pci_names;
 pub mod podresources;
 pub mod pools;
 pub mod procfs;

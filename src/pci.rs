@@ -175,15 +175,10 @@ impl Serialize for PciId {
 
 /// Human names of a vendor/device pair from the bundled pci.ids database.
 pub fn id_names(vendor: PciId, device: PciId) -> (Option<&'static str>, Option<&'static str>) {
-    match pci_ids::Device::from_vid_pid(vendor.0, device.0) {
-        Some(d) => (Some(d.vendor().name()), Some(d.name())),
-        None => (
-            pci_ids::Vendors::iter()
-                .find(|v| v.id() == vendor.0)
-                .map(|v| v.name()),
-            None,
-        ),
-    }
+    (
+        crate::pci_names::vendor(vendor.0),
+        crate::pci_names::device(vendor.0, device.0),
+    )
 }
 
 #[cfg(test)]
