@@ -52,7 +52,7 @@ pub fn add(env: &CniEnv, conf: &Config, hook: &dyn StepHook) -> CniResult<Value>
     }
 
     let mut host = Netlink::open().map_err(|e| CniError::kernel("opening netlink", e))?;
-    let original = original_state(&mut host, conf, &dev)?;
+    let (original, host_link) = original_state(&mut host, conf, &dev)?;
     // One socket in the pod netns serves every pod-side request.
     let mut pod_nl = None;
     if !dev.dpdk {
@@ -121,6 +121,7 @@ pub fn add(env: &CniEnv, conf: &Config, hook: &dyn StepHook) -> CniResult<Value>
         pod: &pod,
         pod_nl,
         host,
+        host_link,
         record: &record,
         ipam: None,
         addresses: Vec::new(),
@@ -227,8 +228,14 @@ fn take_over_stale(
     Ok(old.original.ifname)
 }
 
-fn original_state(host: &mut Netlink, conf: &Config, dev: &VfDevice) -> CniResult<Original> {
+/// The VF's original state, and its host link (kernel VFs).
+fn original_state(
+    host: &mut Netlink,
+    conf: &Config,
+    dev: &VfDevice,
+) -> CniResult<(Original, Option<Link>)> {
     let mut original = Original::default();
+    let mut host_link = None;
     if let Some(name) = &dev.netdev {
         let link = host
             .link_by_name(name)
@@ -240,9 +247,10 @@ fn original_state(host: &mut Netlink, conf: &Config, dev: &VfDevice) -> CniResul
                     "sysfs names it but netlink does not know it",
                 )
             })?;
-        original.ifname = Some(link.name);
-        original.mac = link.mac;
+        original.ifname = Some(link.name.clone());
+        original.mac = link.mac.clone();
         original.mtu = link.mtu;
+        host_link = Some(link);
     }
     if conf.has_vf_settings() {
         let pf = dev.pf()?;
@@ -251,7 +259,7 @@ fn original_state(host: &mut Netlink, conf: &Config, dev: &VfDevice) -> CniResul
         })?;
         original.pf_side = Some(state);
     }
-    Ok(original)
+    Ok((original, host_link))
 }
 
 /// The device-info file Multus asked for (atomic, 0600; Multus reads it
@@ -277,6 +285,9 @@ struct Exec<'a> {
     /// A netlink socket in the pod netns (kernel VFs only).
     pod_nl: Option<Netlink>,
     host: Netlink,
+    /// The VF's host link as read for the record, until a PF-side change
+    /// (a VF reset may replace the netdev) makes it stale.
+    host_link: Option<Link>,
     record: &'a Record,
     ipam: Option<IpamResult>,
     addresses: Vec<IpNet>,
@@ -314,17 +325,22 @@ impl Exec<'_> {
     fn host_step(&mut self, step: &Step) -> CniResult<()> {
         match step {
             Step::PfSide(setting) => {
+                self.host_link = None;
                 let pf = self.dev.pf()?;
                 self.host
                     .set_vf(&pf, self.dev.index, setting)
                     .map_err(|e| CniError::kernel(format!("configuring VF {}", self.dev.pci), e))
             }
             Step::MoveToPod => {
-                let name = self.record.original.ifname.as_deref().unwrap_or_default();
-                let link = self
-                    .host
-                    .require_link(name)
-                    .map_err(|e| CniError::kernel(format!("VF {} netdev", self.dev.pci), e))?;
+                let link = match self.host_link.take() {
+                    Some(l) => l,
+                    None => {
+                        let name = self.record.original.ifname.as_deref().unwrap_or_default();
+                        self.host.require_link(name).map_err(|e| {
+                            CniError::kernel(format!("VF {} netdev", self.dev.pci), e)
+                        })?
+                    }
+                };
                 self.host
                     .move_to_netns(&link, self.pod.raw_fd(), &self.env.ifname)
                     .map_err(|e| {
@@ -392,9 +408,16 @@ fn pod_steps(
     added: &mut Vec<IpNet>,
     hook: &dyn StepHook,
 ) -> (usize, CniResult<()>) {
-    let link = match nl.require_link(ifname) {
-        Ok(l) => l,
-        Err(e) => return (0, Err(CniError::kernel("finding the VF in the pod", e))),
+    // Addresses and routes need the ifindex; MAC, MTU and up address the
+    // interface by name, which saves a lookup under the kernel's RTNL lock
+    // (contended when many pods start at once).
+    let link = if steps.contains(&Step::Addresses) {
+        match nl.require_link(ifname) {
+            Ok(l) => l,
+            Err(e) => return (0, Err(CniError::kernel("finding the VF in the pod", e))),
+        }
+    } else {
+        Link::named(ifname)
     };
     for (i, step) in steps.iter().enumerate() {
         if let Err(e) = pod_step(nl, &link, step, ipam, added) {

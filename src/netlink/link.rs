@@ -65,9 +65,48 @@ fn link_from(msg: LinkMessage) -> Link {
     link
 }
 
+impl Link {
+    /// A link known only by its name (ifindex 0). Requests that change it
+    /// address it by IFLA_IFNAME, which the kernel resolves under the same
+    /// lock as the change: one request instead of a lookup and a change.
+    /// Not for [`Netlink::rename`] or [`Netlink::move_to_netns`], whose
+    /// IFLA_IFNAME is the new name.
+    pub fn named(name: &str) -> Link {
+        Link {
+            index: 0,
+            name: name.to_string(),
+            mac: None,
+            mtu: None,
+            up: false,
+        }
+    }
+}
+
 fn by_index(index: u32) -> LinkMessage {
     let mut msg = LinkMessage::default();
     msg.header.index = index;
+    msg
+}
+
+/// The ifindex of `link`. Renames and moves carry the new name in
+/// IFLA_IFNAME, so a [`Link::named`] there would name the wrong device.
+fn indexed(link: &Link) -> Result<u32> {
+    match link.index {
+        0 => Err(NetlinkError::NoSuchLink(format!(
+            "{} (known by name only: look it up first)",
+            link.name
+        ))),
+        i => Ok(i),
+    }
+}
+
+/// A request for `link`: by ifindex, or by name for [`Link::named`].
+fn addressing(link: &Link) -> LinkMessage {
+    let mut msg = by_index(link.index);
+    if link.index == 0 {
+        msg.attributes
+            .push(LinkAttribute::IfName(link.name.clone()));
+    }
     msg
 }
 
@@ -105,7 +144,7 @@ impl Netlink {
 
     /// Sets IFF_UP (`up`) or clears it.
     pub fn set_up(&mut self, link: &Link, up: bool) -> Result<()> {
-        let mut msg = by_index(link.index);
+        let mut msg = addressing(link);
         msg.header.change_mask = LinkFlags::Up;
         if up {
             msg.header.flags = LinkFlags::Up;
@@ -118,7 +157,7 @@ impl Netlink {
 
     /// Sets the hardware address.
     pub fn set_mac(&mut self, link: &Link, mac: [u8; 6]) -> Result<()> {
-        let mut msg = by_index(link.index);
+        let mut msg = addressing(link);
         msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
         let name = &link.name;
         self.change(RouteNetlinkMessage::SetLink(msg), &|| {
@@ -128,7 +167,7 @@ impl Netlink {
 
     /// Sets the MTU.
     pub fn set_mtu(&mut self, link: &Link, mtu: u32) -> Result<()> {
-        let mut msg = by_index(link.index);
+        let mut msg = addressing(link);
         msg.attributes.push(LinkAttribute::Mtu(mtu));
         let name = &link.name;
         self.change(RouteNetlinkMessage::SetLink(msg), &|| {
@@ -138,7 +177,7 @@ impl Netlink {
 
     /// Renames a link (it must be down).
     pub fn rename(&mut self, link: &Link, new_name: &str) -> Result<()> {
-        let mut msg = by_index(link.index);
+        let mut msg = by_index(indexed(link)?);
         msg.attributes
             .push(LinkAttribute::IfName(new_name.to_string()));
         let name = &link.name;
@@ -152,7 +191,7 @@ impl Netlink {
     /// renames, so the link is never visible under a temporary name. A
     /// `new_name` with `%d` lets the kernel pick a free `dev0`, `dev1`, ...
     pub fn move_to_netns(&mut self, link: &Link, netns_fd: RawFd, new_name: &str) -> Result<()> {
-        let mut msg = by_index(link.index);
+        let mut msg = by_index(indexed(link)?);
         msg.attributes.push(LinkAttribute::NetNsFd(netns_fd));
         msg.attributes
             .push(LinkAttribute::IfName(new_name.to_string()));
@@ -189,5 +228,24 @@ mod tests {
         assert_eq!(lo.name, "lo");
         assert_eq!(nl.link_by_index(lo.index).unwrap().unwrap().name, "lo");
         assert!(nl.link_by_name("fp-nonexistent0").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_link_known_by_name_is_changed_by_name_but_never_moved_or_renamed() {
+        let mut nl = Netlink::open().unwrap();
+        // lo is up already: setting it up by name is a real, harmless request.
+        nl.set_up(&Link::named("lo"), true).unwrap();
+        let err = nl
+            .set_up(&Link::named("fp-nonexistent0"), true)
+            .unwrap_err();
+        assert_eq!(err.errno(), Some(nix::errno::Errno::ENODEV), "{err}");
+        // Here IFLA_IFNAME would be the new name: refused before any request.
+        for r in [
+            nl.rename(&Link::named("lo"), "lo2"),
+            nl.move_to_netns(&Link::named("lo"), 0, "lo2"),
+        ] {
+            assert!(matches!(r, Err(NetlinkError::NoSuchLink(_))), "{r:?}");
+        }
+        assert!(nl.link_by_name("lo").unwrap().is_some());
     }
 }
