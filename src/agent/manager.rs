@@ -145,6 +145,7 @@ impl Manager {
                 stop(s).await;
             }
         }
+        let mut started = Vec::new();
         for (r, p) in wanted {
             if let Some(s) = self.servers.get(&r) {
                 s.tx.send_if_modified(|cur| {
@@ -160,11 +161,12 @@ impl Manager {
             match self.start(p).await {
                 Ok(s) => {
                     self.servers.insert(r.clone(), s);
-                    self.register(&r).await;
+                    started.push(r);
                 }
                 Err(e) => tracing::error!(pool = %r, "cannot serve: {e}"),
             }
         }
+        self.register_all(started).await;
     }
 
     async fn start(&self, pool: &Pool) -> Result<PoolServer, ServeError> {
@@ -219,43 +221,48 @@ impl Manager {
         })
     }
 
-    /// Registers one pool with kubelet (device-plugin-dir mode only; in
-    /// watcher mode kubelet finds the socket itself).
-    async fn register(&mut self, resource: &str) {
+    /// Registers pools with kubelet (device-plugin-dir mode only; in
+    /// watcher mode kubelet finds the sockets itself). The requests go out
+    /// together: at start-up the pools' first ListAndWatch waits on them.
+    async fn register_all(&mut self, resources: Vec<String>) {
         let Mode::DevicePluginDir(dir) = &self.mode else {
             return;
         };
         let kubelet = dir.join(device_plugin::KUBELET_SOCKET);
-        let Some(s) = self.servers.get_mut(resource) else {
-            return;
-        };
-        let endpoint = s
-            .socket
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        // kubelet.sock appears at bind(), a moment before kubelet listens on
-        // it: while the socket exists, retry briefly instead of waiting for
-        // the next rescan.
-        let mut result = register(&kubelet, resource, &endpoint).await;
-        for _ in 0..REGISTER_RETRIES {
-            if result.is_ok() || !kubelet.exists() {
-                break;
+        let jobs: Vec<(String, String)> = resources
+            .into_iter()
+            .filter_map(|r| {
+                let endpoint = self
+                    .servers
+                    .get(&r)?
+                    .socket
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                Some((r, endpoint))
+            })
+            .collect();
+        let results = futures::future::join_all(
+            jobs.iter()
+                .map(|(r, endpoint)| register_retrying(&kubelet, r, endpoint)),
+        )
+        .await;
+        for ((resource, _), result) in jobs.iter().zip(results) {
+            if let Some(t) = &self.telemetry {
+                t.registration(resource, result.is_ok());
             }
-            tokio::time::sleep(REGISTER_RETRY_DELAY).await;
-            result = register(&kubelet, resource, &endpoint).await;
-        }
-        if let Some(t) = &self.telemetry {
-            t.registration(resource, result.is_ok());
-        }
-        match result {
-            Ok(()) => {
-                s.registered = true;
-                tracing::info!(pool = %resource, "registered with kubelet");
-            }
-            Err(e) => {
-                s.registered = false;
-                tracing::warn!("{e}; will retry when kubelet's socket appears");
+            let Some(s) = self.servers.get_mut(resource) else {
+                continue;
+            };
+            match result {
+                Ok(()) => {
+                    s.registered = true;
+                    tracing::info!(pool = %resource, "registered with kubelet");
+                }
+                Err(e) => {
+                    s.registered = false;
+                    tracing::warn!("{e}; will retry when kubelet's socket appears");
+                }
             }
         }
     }
@@ -268,9 +275,7 @@ impl Manager {
             .filter(|(_, s)| !s.registered)
             .map(|(r, _)| r.clone())
             .collect();
-        for r in pending {
-            self.register(&r).await;
-        }
+        self.register_all(pending).await;
     }
 
     /// kubelet restarted: it removed the plugin sockets, so serve again on
@@ -330,6 +335,25 @@ async fn stop(mut s: PoolServer) {
         s.task.abort();
     }
     let _ = std::fs::remove_file(&s.socket);
+}
+
+/// [`register`], retried briefly while kubelet.sock exists: it appears
+/// at bind(), a moment before kubelet listens on it, and waiting for the
+/// next rescan would cost a whole interval.
+async fn register_retrying(
+    kubelet: &Path,
+    resource: &str,
+    endpoint: &str,
+) -> Result<(), ServeError> {
+    let mut result = register(kubelet, resource, endpoint).await;
+    for _ in 0..REGISTER_RETRIES {
+        if result.is_ok() || !kubelet.exists() {
+            break;
+        }
+        tokio::time::sleep(REGISTER_RETRY_DELAY).await;
+        result = register(kubelet, resource, endpoint).await;
+    }
+    result
 }
 
 /// `Registration.Register` on kubelet's socket.

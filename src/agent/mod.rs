@@ -178,7 +178,8 @@ pub fn compute_pools(
     let t1 = Instant::now();
     let host = HostFacts::gather(sysfs, procfs, &inv, FactNeeds::of(cfg));
     let t2 = Instant::now();
-    let pools = pools::assign(&inv, cfg, &host);
+    // The agent serves pools; `fastpath pools` is where reasons are read.
+    let pools = pools::assign_with(&inv, cfg, &host, pools::Reasons::Skip);
     let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
     tracing::debug!(
         scan_ms = ms(t0, t1),

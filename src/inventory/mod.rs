@@ -83,6 +83,10 @@ pub struct Pf {
     pub total_vfs: u32,
     /// NUMA node; `None` for -1 or unknown.
     pub numa_node: Option<u32>,
+    /// PCI class code (`class`); `None` when unreadable. Read in the scan
+    /// so that pool assignment does not walk every device's path again.
+    #[serde(skip)]
+    pub class: Option<u32>,
     /// Its VFs in index order.
     pub vfs: Vec<Vf>,
 }
@@ -110,6 +114,9 @@ pub struct Vf {
     pub numa_node: Option<u32>,
     /// IOMMU group; `None` without an IOMMU.
     pub iommu_group: Option<u32>,
+    /// PCI class code; `None` when unreadable.
+    #[serde(skip)]
+    pub class: Option<u32>,
 }
 
 impl Inventory {
@@ -357,6 +364,7 @@ fn scan_pf(cache: &mut ScanCache, index: &NetdevIndex, plan: &PfPlan) -> Pf {
         num_vfs: known("sriov_numvfs", addr, dev.sriov_numvfs()),
         total_vfs,
         numa_node: known("numa_node", addr, dev.numa_node()).flatten(),
+        class: known("class", addr, dev.class()),
         vfs,
     }
 }
@@ -398,5 +406,6 @@ fn scan_vf(
         netdev,
         numa_node: known("numa_node", addr, numa_node).flatten(),
         iommu_group: known("iommu_group", addr, dev.iommu_group()).flatten(),
+        class: known("class", addr, dev.class()),
     })
 }

@@ -73,12 +73,13 @@ impl HostFacts {
             tracing::warn!("default routes unknown: {e}");
             BTreeSet::new()
         });
-        let addrs = inv
+        let devices = inv
             .pfs
             .iter()
-            .map(|p| p.pci_address)
-            .chain(inv.vfs().map(|(_, v)| v.pci_address));
-        let devices = addrs.map(|a| (a, device_facts(sysfs, a, needs))).collect();
+            .map(|p| (p.pci_address, p.class))
+            .chain(inv.vfs().map(|(_, v)| (v.pci_address, v.class)))
+            .map(|(a, class)| (a, device_facts(sysfs, a, class, needs)))
+            .collect();
         Self {
             default_route_interfaces,
             devices,
@@ -87,9 +88,22 @@ impl HostFacts {
     }
 }
 
-fn device_facts(sysfs: &Sysfs, addr: PciAddress, needs: FactNeeds) -> DeviceFacts {
+/// The facts of one device; `class` comes from the scan, the rest is read
+/// only when the config's selectors need it.
+fn device_facts(
+    sysfs: &Sysfs,
+    addr: PciAddress,
+    class: Option<u32>,
+    needs: FactNeeds,
+) -> DeviceFacts {
+    if !needs.acpi_index && !needs.rdma {
+        // Resolving the device's directory is a readlink: skip it.
+        return DeviceFacts {
+            class,
+            ..DeviceFacts::default()
+        };
+    }
     let dev = sysfs.pci_device(addr);
-    let class = dev.class().ok();
     let acpi_index = needs
         .acpi_index
         .then(|| fs::read_to_string(dev.dir().join("acpi_index")).ok())

@@ -200,9 +200,34 @@ fn ineligible(dev: &DeviceView, host: &HostFacts) -> Option<String> {
     None
 }
 
+/// Why a device is not in one pool, before it is worded.
+#[derive(Debug, Clone, Copy)]
+enum Miss {
+    Type,
+    Selectors,
+}
+
+/// Whether [`assign_with`] words why each device landed where it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reasons {
+    /// Every assignment says which entries and selectors matched or not
+    /// (`fastpath pools`).
+    Explain,
+    /// Assignments carry no reasons. The agent's rescans want only the
+    /// pools: wording thousands of mismatches cost milliseconds.
+    Skip,
+}
+
 /// Assigns every candidate device in `inv` to the first pool whose
-/// selectors match it. Pure: the same inputs give the same pools.
+/// selectors match it, with the reasons. Pure: the same inputs give the
+/// same pools.
 pub fn assign(inv: &Inventory, cfg: &Config, host: &HostFacts) -> Pools {
+    assign_with(inv, cfg, host, Reasons::Explain)
+}
+
+/// [`assign`], with reasons or without.
+pub fn assign_with(inv: &Inventory, cfg: &Config, host: &HostFacts, wording: Reasons) -> Pools {
+    let explain = wording == Reasons::Explain;
     let mut pools: Vec<Pool> = cfg
         .resource_list
         .iter()
@@ -226,15 +251,33 @@ pub fn assign(inv: &Inventory, cfg: &Config, host: &HostFacts) -> Pools {
         let mut reasons = Vec::new();
         let mut landed: Option<(usize, usize)> = None;
         for (pi, rc) in cfg.resource_list.iter().enumerate() {
-            let hit = select::type_matches(rc.device_type, facts, dev.pci).and_then(|()| {
-                let mut why = Vec::new();
-                for (si, sel) in rc.selectors.iter().enumerate() {
-                    match select::matches(sel, &dev, facts) {
-                        Ok(()) => return Ok(si),
-                        Err(e) => why.push(format!("selectors[{si}]: {e}")),
-                    }
+            let hit = if !select::is_type(rc.device_type, facts) {
+                Err(Miss::Type)
+            } else {
+                rc.selectors
+                    .iter()
+                    .position(|sel| select::first_mismatch(sel, &dev, facts).is_none())
+                    .ok_or(Miss::Selectors)
+            };
+            if !explain {
+                if let (Ok(si), None) = (hit, landed) {
+                    landed = Some((pi, si));
                 }
-                Err(why.join("; "))
+                continue;
+            }
+            let hit = hit.map_err(|miss| match miss {
+                Miss::Type => select::type_mismatch(rc.device_type, facts, dev.pci),
+                Miss::Selectors => rc
+                    .selectors
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(si, sel)| {
+                        let field = select::first_mismatch(sel, &dev, facts)?;
+                        let e = select::explain(field, sel, &dev, facts);
+                        Some(format!("selectors[{si}]: {e}"))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
             });
             match (hit, landed) {
                 (Ok(si), None) => {
@@ -273,7 +316,7 @@ pub fn assign(inv: &Inventory, cfg: &Config, host: &HostFacts) -> Pools {
             });
             pools[pi].resource()
         });
-        if cfg.resource_list.is_empty() {
+        if explain && cfg.resource_list.is_empty() {
             reasons.push("the config has no resourceList entries".into());
         }
         assignments.push(Assignment {

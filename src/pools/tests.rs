@@ -115,6 +115,23 @@ fn first_pool_wins_and_every_device_has_a_reason() {
     );
     // Every candidate is accounted for.
     assert_eq!(p.assignments.len(), candidates(&inv).len());
+
+    // Without reasons (the agent's rescans) the pools are the same.
+    let quiet = assign_with(&inv, &c, &facts, Reasons::Skip);
+    assert_eq!(quiet.pools, p.pools);
+    let placed = |p: &Pools| {
+        p.assignments
+            .iter()
+            .map(|a| (a.pci, a.pool.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(placed(&quiet), placed(&p));
+    let mlx = quiet
+        .assignments
+        .iter()
+        .find(|a| a.pci.to_string() == "0000:af:00.2")
+        .unwrap();
+    assert!(mlx.reasons.is_empty(), "{:?}", mlx.reasons);
 }
 
 #[test]
