@@ -215,6 +215,28 @@ fn del_twice_and_del_of_something_never_added_succeed() {
 }
 
 #[test]
+fn add_over_a_taken_ifname_fails_and_changes_nothing() {
+    let mut h = Host::new("tk", 1);
+    let pod = h.pod(0);
+    // The pod already has a net1 (its peer is there too).
+    cni_host::ip(&[
+        "-n", &pod, "link", "add", "net1", "type", "veth", "peer", "name", "net1p",
+    ]);
+    let env = h.env("c", "net1", Some(&pod));
+    let conf = h.conf("1.1.0", 0, json!({"mtu": 1400}));
+    let (code, out) = h.cni("ADD", &env, &conf);
+    assert_ne!(code, 0, "{out}");
+    assert_eq!(out["code"], 100, "{out}");
+    assert!(
+        out["msg"].as_str().unwrap().contains("net1 already exists"),
+        "{out}"
+    );
+    h.assert_vf_home(0);
+    assert!(ns_link(&pod, "net1").is_some_and(|l| l.mtu == 1500));
+    assert!(h.records().is_empty());
+}
+
+#[test]
 fn del_without_a_record_brings_the_vf_home_by_device_id() {
     let mut h = Host::new("nr", 1);
     let pod = h.pod(0);

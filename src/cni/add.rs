@@ -59,19 +59,16 @@ pub fn add(env: &CniEnv, conf: &Config, hook: &dyn StepHook) -> CniResult<Value>
         let nl = pod_nl.insert(
             Netlink::open_in(&pod).map_err(|e| CniError::kernel("netlink in the pod netns", e))?,
         );
-        let exists = nl
+        // Checked before any change. The move cannot be trusted with it:
+        // the kernel moves the link under its host name first and renames
+        // it after, so a taken name fails the rename with the VF already
+        // in the pod.
+        if nl
             .link_by_name(&env.ifname)
-            .map_err(|e| CniError::kernel("looking up CNI_IFNAME in the pod", e))?;
-        if exists.is_some() {
-            return Err(CniError::new(
-                code::KERNEL,
-                format!(
-                    "interface {} already exists in netns {}",
-                    env.ifname,
-                    netns_path.display()
-                ),
-                "the CNI spec forbids ADD over an existing CNI_IFNAME",
-            ));
+            .map_err(|e| CniError::kernel("looking up CNI_IFNAME in the pod", e))?
+            .is_some()
+        {
+            return Err(ifname_taken(env));
         }
     }
 
@@ -172,6 +169,33 @@ pub fn add(env: &CniEnv, conf: &Config, hook: &dyn StepHook) -> CniResult<Value>
             }
         }
     }
+}
+
+/// After a move whose rename failed, the link is in the pod under its host
+/// name `name`: move it home under the same name. `pod_nl` is a socket in
+/// the pod netns; the calling thread is in the host netns.
+fn bring_back_unrenamed(pod_nl: &mut Netlink, name: &str) -> Result<(), String> {
+    let host = NetNs::current().map_err(|e| e.to_string())?;
+    match pod_nl.link_by_name(name).map_err(|e| e.to_string())? {
+        Some(l) => pod_nl
+            .move_to_netns(&l, host.raw_fd(), name)
+            .map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
+}
+
+/// CNI_IFNAME is taken in the pod netns.
+fn ifname_taken(env: &CniEnv) -> CniError {
+    let netns = env.netns.as_deref().unwrap_or(std::path::Path::new(""));
+    CniError::new(
+        code::KERNEL,
+        format!(
+            "interface {} already exists in netns {}",
+            env.ifname,
+            netns.display()
+        ),
+        "the CNI spec forbids ADD over an existing CNI_IFNAME",
+    )
 }
 
 /// A record for this VF from an attachment whose netns is gone (a pod
@@ -341,17 +365,39 @@ impl Exec<'_> {
                         })?
                     }
                 };
-                self.host
+                match self
+                    .host
                     .move_to_netns(&link, self.pod.raw_fd(), &self.env.ifname)
-                    .map_err(|e| {
-                        CniError::kernel(format!("moving VF {} into the pod", self.dev.pci), e)
-                    })
+                {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.errno() == Some(nix::errno::Errno::EEXIST) => {
+                        // CNI_IFNAME was taken after the check: the kernel
+                        // moved the VF, then failed to rename it.
+                        self.bring_back_unrenamed(&link.name);
+                        Err(ifname_taken(self.env))
+                    }
+                    Err(e) => Err(CniError::kernel(
+                        format!("moving VF {} into the pod", self.dev.pci),
+                        e,
+                    )),
+                }
             }
             Step::Ipam => {
                 self.ipam = ipam::add(self.conf, self.env)?;
                 Ok(())
             }
             _ => Ok(()),
+        }
+    }
+
+    /// See [`bring_back_unrenamed`]; best effort (logged): the step counts
+    /// as not done, so undo leaves the pod's own CNI_IFNAME alone.
+    fn bring_back_unrenamed(&mut self, name: &str) {
+        let Some(nl) = self.pod_nl.as_mut() else {
+            return;
+        };
+        if let Err(e) = bring_back_unrenamed(nl, name) {
+            tracing::error!(pci = %self.dev.pci, "VF left in the pod as {name}: {e}");
         }
     }
 
@@ -478,3 +524,7 @@ fn pod_step(
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+#[path = "add_tests.rs"]
+mod tests;
