@@ -114,7 +114,8 @@ pub struct Vf {
     pub numa_node: Option<u32>,
     /// IOMMU group; `None` without an IOMMU.
     pub iommu_group: Option<u32>,
-    /// PCI class code; `None` when unreadable.
+    /// PCI class code (the PF's VF 0's, as the kernel gives every VF);
+    /// `None` when unreadable.
     #[serde(skip)]
     pub class: Option<u32>,
 }
@@ -351,10 +352,23 @@ fn scan_pf(cache: &mut ScanCache, index: &NetdevIndex, plan: &PfPlan) -> Pf {
     } else {
         vendor.zip(dev.sriov_vf_device().ok())
     };
+    // The kernel reads the class once, from VF 0, and gives it to every VF
+    // of the PF (pci_read_vf_config_common): one read here does the same.
+    // (The first VF that answers, should VF 0 vanish mid-scan.)
+    let vf_class = plan.vfs.iter().find_map(|(_, vf)| vf.class().ok());
+    if vf_class.is_none() && !plan.vfs.is_empty() {
+        tracing::warn!(pci = %addr, "class of its VFs unknown: no VF's class could be read");
+    }
+    let shared = PfShared {
+        pf: addr,
+        link: pf_link,
+        vf_ids,
+        vf_class,
+    };
     let vfs = plan
         .vfs
         .iter()
-        .filter_map(|(i, vf)| scan_vf(cache, index, vf, *i, addr, pf_link, vf_ids))
+        .filter_map(|(i, vf)| scan_vf(cache, index, vf, *i, &shared))
         .collect();
     Pf {
         pci_address: addr,
@@ -369,18 +383,28 @@ fn scan_pf(cache: &mut ScanCache, index: &NetdevIndex, plan: &PfPlan) -> Pf {
     }
 }
 
+/// What every VF of one PF shares, read once per PF.
+struct PfShared {
+    /// The PF's address.
+    pf: PciAddress,
+    /// The PF's link type, for VFs without a netdev.
+    link: Option<LinkType>,
+    /// The ids the PF gives all its VFs, when it says (`sriov_vf_device`).
+    vf_ids: Option<(PciId, PciId)>,
+    /// The VFs' class (VF 0's).
+    vf_class: Option<u32>,
+}
+
 /// One VF, or `None` when its directory is gone (VFs destroyed mid-scan, or
-/// a dangling `virtfnN` link). `pf_vf_ids` are the ids the PF gives all
-/// its VFs, when it says (`sriov_vf_device`).
+/// a dangling `virtfnN` link).
 fn scan_vf(
     cache: &mut ScanCache,
     netdevs: &NetdevIndex,
     dev: &PciDevice,
     index: u32,
-    pf: PciAddress,
-    pf_link: Option<LinkType>,
-    pf_vf_ids: Option<(PciId, PciId)>,
+    shared: &PfShared,
 ) -> Option<Vf> {
+    let (pf, pf_link, pf_vf_ids) = (shared.pf, shared.link, shared.vf_ids);
     let addr = dev.addr();
     // A vanished VF's numa_node reads as absent (`Ok(None)`) or fails;
     // only then is existence checked, so a healthy VF costs no extra call.
@@ -406,6 +430,6 @@ fn scan_vf(
         netdev,
         numa_node: known("numa_node", addr, numa_node).flatten(),
         iommu_group: known("iommu_group", addr, dev.iommu_group()).flatten(),
-        class: known("class", addr, dev.class()),
+        class: shared.vf_class,
     })
 }
