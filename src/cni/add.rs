@@ -64,7 +64,7 @@ pub fn add(env: &CniEnv, conf: &Config, hook: &dyn StepHook) -> CniResult<Value>
         // it after, so a taken name fails the rename with the VF already
         // in the pod.
         if nl
-            .link_by_name(&env.ifname)
+            .link_by_name_unlocked(&env.ifname)
             .map_err(|e| CniError::kernel("looking up CNI_IFNAME in the pod", e))?
             .is_some()
         {
@@ -262,7 +262,7 @@ fn original_state(
     let mut host_link = None;
     if let Some(name) = &dev.netdev {
         let link = host
-            .link_by_name(name)
+            .link_by_name_unlocked(name)
             .map_err(|e| CniError::kernel(format!("reading VF netdev {name}"), e))?
             .ok_or_else(|| {
                 CniError::new(

@@ -7,6 +7,7 @@
 
 pub mod addr;
 pub mod link;
+mod unlocked;
 pub mod vf;
 
 use netlink_packet_core::{
