@@ -97,7 +97,7 @@ fn del_without_record(env: &CniEnv, conf: &Config, sysfs: &Sysfs) -> CniResult<(
         let mut host_nl = Netlink::open().map_err(|e| CniError::kernel("opening netlink", e))?;
         // The sysfs name is free only if it is not in use in the host.
         let home = match dev.netdev.as_deref() {
-            Some(n) if matches!(host_nl.link_by_name(n), Ok(None)) => n.to_string(),
+            Some(n) if matches!(host_nl.link_by_name_unlocked(n), Ok(None)) => n.to_string(),
             _ => "dev%d".to_string(),
         };
         let moved = move_home(&pod, &env.ifname, &host, &home)
@@ -122,7 +122,7 @@ fn move_home(
     home: &str,
 ) -> Result<bool, crate::netlink::NetlinkError> {
     let mut nl = Netlink::open_in(pod)?;
-    let Some(link) = nl.link_by_name(ifname)? else {
+    let Some(link) = nl.link_by_name_unlocked(ifname)? else {
         return Ok(false);
     };
     nl.move_to_netns(&link, host.raw_fd(), home)?;

@@ -84,7 +84,7 @@ pub fn undo(done: &[Step], ctx: &UndoCtx) -> Vec<String> {
 fn undo_in_pod(nl: &mut Netlink, steps: &[&Step], ctx: &UndoCtx, host: &NetNs) -> Vec<String> {
     let mut errors = Vec::new();
     let rec = ctx.record;
-    let link = match nl.link_by_name(&rec.ifname) {
+    let link = match nl.link_by_name_unlocked(&rec.ifname) {
         Ok(Some(l)) => l,
         Ok(None) => {
             tracing::info!(ifname = %rec.ifname, "not in the pod netns; nothing to move back");
@@ -148,7 +148,7 @@ fn fix_up_on_host(ctx: &UndoCtx) -> Vec<String> {
     candidates.extend(host_netdev(ctx.sysfs, rec.pci));
     let mut link = None;
     for name in candidates {
-        match nl.link_by_name(&name) {
+        match nl.link_by_name_unlocked(&name) {
             Ok(Some(l)) => {
                 link = Some(l);
                 break;
