@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use super::config::Config;
+use super::del::move_home;
 use super::device::{self, VfDevice};
 use super::env::CniEnv;
 use super::error::{CniError, CniResult, code};
@@ -168,19 +169,6 @@ pub fn add(env: &CniEnv, conf: &Config, hook: &dyn StepHook) -> CniResult<Value>
                 ))
             }
         }
-    }
-}
-
-/// After a move whose rename failed, the link is in the pod under its host
-/// name `name`: move it home under the same name. `pod_nl` is a socket in
-/// the pod netns; the calling thread is in the host netns.
-fn bring_back_unrenamed(pod_nl: &mut Netlink, name: &str) -> Result<(), String> {
-    let host = NetNs::current().map_err(|e| e.to_string())?;
-    match pod_nl.link_by_name(name).map_err(|e| e.to_string())? {
-        Some(l) => pod_nl
-            .move_to_netns(&l, host.raw_fd(), name)
-            .map_err(|e| e.to_string()),
-        None => Ok(()),
     }
 }
 
@@ -390,13 +378,15 @@ impl Exec<'_> {
         }
     }
 
-    /// See [`bring_back_unrenamed`]; best effort (logged): the step counts
-    /// as not done, so undo leaves the pod's own CNI_IFNAME alone.
+    /// After a move whose rename failed, the VF is in the pod under its
+    /// host name `name`: move it home under the same name. Best effort
+    /// (logged): the step counts as not done, so undo leaves the pod's own
+    /// CNI_IFNAME alone.
     fn bring_back_unrenamed(&mut self, name: &str) {
-        let Some(nl) = self.pod_nl.as_mut() else {
-            return;
-        };
-        if let Err(e) = bring_back_unrenamed(nl, name) {
+        let back = NetNs::current()
+            .map_err(|e| e.to_string())
+            .and_then(|host| move_home(self.pod, name, &host, name).map_err(|e| e.to_string()));
+        if let Err(e) = back {
             tracing::error!(pci = %self.dev.pci, "VF left in the pod as {name}: {e}");
         }
     }

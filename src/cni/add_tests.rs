@@ -1,16 +1,7 @@
 //! ADD against real kernel behaviour (root): veths and a netns.
 
-use std::process::Command;
-
 use super::*;
-
-fn ip(args: &[&str]) {
-    let ok = Command::new("ip")
-        .args(args)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "ip {}", args.join(" "));
-}
+use crate::netlink::test_ip::{ip, ip_ok};
 
 /// What makes the check before the move necessary, and the recovery
 /// when the name is taken between check and move.
@@ -40,12 +31,13 @@ fn a_taken_name_fails_the_move_after_the_link_changed_netns_and_it_is_brought_ba
     let err = host.move_to_netns(&link, pod.raw_fd(), "net1").unwrap_err();
     assert_eq!(err.errno(), Some(nix::errno::Errno::EEXIST), "{err}");
     let stranded = pod_nl.link_by_name(&vf).unwrap().is_some();
-    bring_back_unrenamed(&mut pod_nl, &vf).unwrap();
+    let host_ns = NetNs::current().unwrap();
+    let moved = move_home(&pod, &vf, &host_ns, &vf).unwrap();
     let home = host.link_by_name(&vf).unwrap();
     let pods_own = pod_nl.link_by_name("net1").unwrap();
-    let _ = Command::new("ip").args(["link", "del", &vf]).status();
-    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+    let _ = ip_ok(&["link", "del", &vf]);
+    let _ = ip_ok(&["netns", "del", &ns]);
     assert!(stranded, "the kernel moved {vf} before failing the rename");
-    assert!(home.is_some(), "{vf} is home again");
+    assert!(moved && home.is_some(), "{vf} is home again");
     assert!(pods_own.is_some(), "the pod's own net1 stays");
 }

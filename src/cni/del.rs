@@ -115,7 +115,7 @@ fn del_without_record(env: &CniEnv, conf: &Config, sysfs: &Sysfs) -> CniResult<(
 
 /// Moves `ifname` from `pod` into `host` as `home`; false when the pod has
 /// no such interface.
-fn move_home(
+pub(super) fn move_home(
     pod: &NetNs,
     ifname: &str,
     host: &NetNs,

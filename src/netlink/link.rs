@@ -188,7 +188,9 @@ impl Netlink {
 
     /// Moves a link into the namespace `netns_fd` and names it `new_name`
     /// there, in one RTM_NEWLINK: the kernel changes the namespace and then
-    /// renames, so the link is never visible under a temporary name. A
+    /// renames, so the link is never visible under a temporary name. Not
+    /// atomic, though: if `new_name` is taken there, the rename fails
+    /// (EEXIST) with the link already moved under its old name. A
     /// `new_name` with `%d` lets the kernel pick a free `dev0`, `dev1`, ...
     pub fn move_to_netns(&mut self, link: &Link, netns_fd: RawFd, new_name: &str) -> Result<()> {
         let mut msg = by_index(indexed(link)?);

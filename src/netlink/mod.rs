@@ -7,6 +7,8 @@
 
 pub mod addr;
 pub mod link;
+#[cfg(test)]
+pub(crate) mod test_ip;
 mod unlocked;
 pub mod vf;
 

@@ -90,6 +90,7 @@ impl Netlink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netlink::test_ip::ip_ok;
 
     #[test]
     fn unlocked_reads_agree_with_rtm_getlink() {
@@ -113,14 +114,10 @@ mod tests {
             format!("fpul{}a", std::process::id()),
             format!("fpul{}b", std::process::id()),
         );
-        let ip = |args: &[&str]| {
-            std::process::Command::new("ip")
-                .args(args)
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        assert!(ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]));
-        let set = ip(&[
+        assert!(ip_ok(&[
+            "link", "add", &a, "type", "veth", "peer", "name", &b
+        ]));
+        let set = ip_ok(&[
             "link",
             "set",
             &a,
@@ -132,7 +129,7 @@ mod tests {
         ]);
         let mut nl = Netlink::open().unwrap();
         let (fast, slow) = (nl.link_by_name_unlocked(&a), nl.link_by_name(&a));
-        let _ = ip(&["link", "del", &a]);
+        let _ = ip_ok(&["link", "del", &a]);
         assert!(set);
         let fast = fast.unwrap().unwrap();
         assert_eq!(fast, slow.unwrap().unwrap());
