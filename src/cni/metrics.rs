@@ -5,16 +5,23 @@
 //! docs/OPERATIONS.md ("CNI metrics files"). Writing is best effort: a
 //! failure is logged and never changes the command's result.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-/// Most files waiting for the agent: with no agent draining them a writer
-/// stops adding files at this count, so the directory stays bounded (a few
-/// hundred KiB).
+/// Most files waiting for the agent. A file's name is one of this many
+/// slots (`<slot>.json`), so with no agent draining them the directory
+/// holds at most this many (a few hundred KiB), and a writer never has to
+/// list it to find out.
 pub const MAX_PENDING_FILES: usize = 4096;
+
+/// Slots a writer tries, from a start spread by time and pid, before it
+/// drops its event: a handful of failed links, not a directory listing,
+/// is the price of a full directory.
+const PROBES: usize = 8;
 
 /// The directory under the state dir.
 pub fn dir(state_dir: &Path) -> PathBuf {
@@ -36,10 +43,11 @@ pub struct CniEvent {
     pub error_code: Option<u32>,
 }
 
-/// Leaves `event` for the agent under `state_dir`: a dot-prefixed temp
-/// file renamed into place, so the agent never reads half a file. Skipped
-/// when the state dir does not exist (nothing of fastpath's is on this
-/// node) or [`MAX_PENDING_FILES`] are already waiting.
+/// Leaves `event` for the agent under `state_dir`: written to a
+/// dot-prefixed temp file, then hard-linked to a free slot name, so the
+/// agent never reads half a file and a taken slot is never overwritten.
+/// Skipped when the state dir does not exist (nothing of fastpath's is on
+/// this node), and dropped when [`PROBES`] slots in a row are taken.
 pub fn record(state_dir: &Path, event: &CniEvent) {
     if let Err(e) = try_record(state_dir, event) {
         tracing::debug!("CNI metrics not written: {e}");
@@ -51,63 +59,125 @@ fn try_record(state_dir: &Path, event: &CniEvent) -> std::io::Result<()> {
         return Ok(());
     }
     let d = dir(state_dir);
-    match std::fs::read_dir(&d) {
-        Ok(entries) => {
-            if entries.take(MAX_PENDING_FILES).count() >= MAX_PENDING_FILES {
-                return Ok(());
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::DirBuilder::new().recursive(true).create(&d)?;
-        }
-        Err(e) => return Err(e),
-    }
     // Unique per process and call: nanoseconds, pid and a counter.
     static SEQ: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_nanos();
-    let name = format!(
-        "{nanos}-{}-{}.json",
-        std::process::id(),
+    let pid = std::process::id();
+    let tmp = d.join(format!(
+        ".{nanos}-{pid}-{}.tmp",
         SEQ.fetch_add(1, Ordering::Relaxed)
-    );
-    let tmp = d.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec(event)?)?;
-    std::fs::rename(&tmp, d.join(name))
+    ));
+    let body = serde_json::to_vec(event)?;
+    if let Err(e) = std::fs::write(&tmp, &body) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(e);
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&d)?;
+        std::fs::write(&tmp, &body)?;
+    }
+    // Callers an instant apart start far apart, so they rarely collide.
+    let start = (nanos as usize / 1000) ^ (pid as usize).wrapping_mul(2_654_435_761);
+    let placed = place(&d, &tmp, start);
+    let removed = std::fs::remove_file(&tmp);
+    placed.and(removed)
+}
+
+/// Links `tmp` to the first free slot of [`PROBES`] from `start`; `Ok`
+/// also when all were taken (the event is dropped).
+fn place(d: &Path, tmp: &Path, start: usize) -> std::io::Result<()> {
+    for i in 0..PROBES {
+        let slot = start.wrapping_add(i) % MAX_PENDING_FILES;
+        match std::fs::hard_link(tmp, d.join(format!("{slot}.json"))) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            done => return done,
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn writes_one_parsable_file_per_event_and_stops_at_the_bound() {
-        let state = tempfile::tempdir().unwrap();
-        let ev = CniEvent {
+    fn event() -> CniEvent {
+        CniEvent {
             command: "ADD".into(),
             ok: false,
             duration_us: 1234,
             error_code: Some(7),
-        };
-        record(state.path(), &ev);
-        let files: Vec<_> = std::fs::read_dir(dir(state.path()))
-            .unwrap()
-            .flatten()
-            .collect();
-        assert_eq!(files.len(), 1);
-        let back: CniEvent =
-            serde_json::from_slice(&std::fs::read(files[0].path()).unwrap()).unwrap();
-        assert_eq!(back, ev);
-
-        for i in 1..MAX_PENDING_FILES {
-            std::fs::write(dir(state.path()).join(format!("x{i}.json")), "{}").unwrap();
         }
-        record(state.path(), &ev);
+    }
+
+    fn names(d: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn writes_one_parsable_slot_file_per_event_and_no_temp_file() {
+        let state = tempfile::tempdir().unwrap();
+        record(state.path(), &event());
+        record(state.path(), &event());
+        let d = dir(state.path());
+        let files = names(&d);
+        assert_eq!(files.len(), 2, "{files:?}");
+        for f in &files {
+            let slot: usize = f.strip_suffix(".json").unwrap().parse().unwrap();
+            assert!(slot < MAX_PENDING_FILES);
+            let back: CniEvent =
+                serde_json::from_slice(&std::fs::read(d.join(f)).unwrap()).unwrap();
+            assert_eq!(back, event());
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn a_taken_slot_is_skipped_and_never_overwritten() {
+        let d = tempfile::tempdir().unwrap();
+        let tmp = d.path().join(".t.tmp");
+        std::fs::write(&tmp, "new").unwrap();
+        // Slots wrap: a start at the last slot probes 4095, 0, 1, ...
+        for taken in [MAX_PENDING_FILES - 1, 0, 1] {
+            std::fs::write(d.path().join(format!("{taken}.json")), "old").unwrap();
+        }
+        place(d.path(), &tmp, MAX_PENDING_FILES - 1).unwrap();
         assert_eq!(
-            std::fs::read_dir(dir(state.path())).unwrap().count(),
-            MAX_PENDING_FILES
+            std::fs::read_to_string(d.path().join("2.json")).unwrap(),
+            "new"
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("0.json")).unwrap(),
+            "old"
+        );
+    }
+
+    #[test]
+    fn a_full_window_drops_the_event_and_the_directory_stays_bounded() {
+        let state = tempfile::tempdir().unwrap();
+        let d = dir(state.path());
+        std::fs::create_dir_all(&d).unwrap();
+        for slot in 0..MAX_PENDING_FILES {
+            std::fs::write(d.join(format!("{slot}.json")), "{}").unwrap();
+        }
+        record(state.path(), &event());
+        let files = names(&d);
+        assert_eq!(files.len(), MAX_PENDING_FILES, "no temp file left either");
+        assert!(
+            files
+                .iter()
+                .all(|f| std::fs::read_to_string(d.join(f)).unwrap() == "{}")
         );
     }
 
