@@ -127,7 +127,7 @@ impl AgentProc {
             .open(&paths.log)
             .unwrap();
         let dir = &paths.dir;
-        let child = Command::new(env!("CARGO_BIN_EXE_fastpath"))
+        let child = Command::new(crate::fastpath_bin())
             .arg("--sysfs-root")
             .arg(&paths.sysfs)
             .arg("agent")

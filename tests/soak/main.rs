@@ -35,6 +35,8 @@
 //! the clock, printed) and `FASTPATH_SOAK_WORKERS` (default 6) replay,
 //! lengthen or widen a run. The seed fixes each operation's kind and
 //! random choices; which VF it finds free depends on thread timing.
+//! `FASTPATH_TEST_BIN` runs another build of the binary (hack/test points
+//! it at the static one hack/build-release ships).
 
 #[path = "../cni_host/mod.rs"]
 mod cni_host;
@@ -53,6 +55,11 @@ use std::time::Instant;
 use agent::{AgentPaths, AgentProc, Layout};
 use cni_host::Host;
 use world::{Kind, Slot, World};
+
+/// The binary the soak executes as the CNI plugin and as the agent.
+fn fastpath_bin() -> std::ffi::OsString {
+    std::env::var_os("FASTPATH_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_fastpath").into())
+}
 
 const N: usize = 32;
 const PHASE: usize = 100;

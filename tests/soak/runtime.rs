@@ -20,7 +20,7 @@ pub fn exec_cni(
     env: &Env,
     conf: &Value,
 ) -> Result<Value, String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fastpath"))
+    let mut child = Command::new(crate::fastpath_bin())
         .env_clear()
         .envs(env)
         .env("CNI_COMMAND", cmd)
