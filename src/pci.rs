@@ -59,6 +59,27 @@ impl PciAddress {
     pub fn function(&self) -> u8 {
         self.function
     }
+
+    /// Routing ID within the domain: bus << 8 | device << 3 | function.
+    pub fn routing_id(&self) -> u16 {
+        u16::from(self.bus) << 8 | u16::from(self.device) << 3 | u16::from(self.function)
+    }
+
+    /// Which VF of `pf` this address would be, from the PF's SR-IOV
+    /// `offset` and `stride` (the kernel places VF n at the PF's routing
+    /// ID + offset + n x stride, in the PF's domain). `None` when it is
+    /// not on that grid. Callers confirm the answer against `virtfnN`.
+    pub fn vf_index_on(&self, pf: PciAddress, offset: u16, stride: u16) -> Option<u32> {
+        if self.domain != pf.domain {
+            return None;
+        }
+        let from_first = u32::from(self.routing_id())
+            .checked_sub(u32::from(pf.routing_id()) + u32::from(offset))?;
+        match stride {
+            0 => (from_first == 0).then_some(0),
+            s => (from_first % u32::from(s) == 0).then(|| from_first / u32::from(s)),
+        }
+    }
 }
 
 fn hex_field(s: &str, width: usize) -> Option<u32> {
@@ -184,6 +205,40 @@ pub fn id_names(vendor: PciId, device: PciId) -> (Option<&'static str>, Option<&
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn a(s: &str) -> PciAddress {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn vf_index_follows_offset_and_stride_across_buses() {
+        let pf = a("0000:3b:00.0");
+        // e810-like: offset 0x80 (bus 3c), stride 1.
+        assert_eq!(a("0000:3b:10.0").vf_index_on(pf, 0x80, 1), Some(0));
+        assert_eq!(a("0000:3c:00.5").vf_index_on(pf, 0x80, 1), Some(0x85));
+        // igb-like: offset 0x80, stride 2.
+        let igb = a("0000:01:00.0");
+        assert_eq!(a("0000:01:10.0").vf_index_on(igb, 0x80, 2), Some(0));
+        assert_eq!(a("0000:01:10.2").vf_index_on(igb, 0x80, 2), Some(1));
+        assert_eq!(
+            a("0000:01:10.1").vf_index_on(igb, 0x80, 2),
+            None,
+            "between VFs"
+        );
+        assert_eq!(
+            a("0000:01:00.1").vf_index_on(igb, 0x80, 2),
+            None,
+            "before VF 0"
+        );
+        assert_eq!(
+            a("0001:01:10.0").vf_index_on(igb, 0x80, 2),
+            None,
+            "other domain"
+        );
+        assert_eq!(a("0000:01:10.0").vf_index_on(igb, 0x80, 0), Some(0));
+        assert_eq!(a("0000:01:10.1").vf_index_on(igb, 0x80, 0), None);
+        assert_eq!(a("0000:ff:1f.7").routing_id(), 0xffff);
+    }
     use proptest::prelude::*;
 
     #[test]

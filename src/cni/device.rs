@@ -5,7 +5,7 @@
 use super::error::{CniError, CniResult, code};
 use crate::netlink::vf::Pf;
 use crate::pci::PciAddress;
-use crate::sysfs::Sysfs;
+use crate::sysfs::{PciDevice, Sysfs};
 
 /// Drivers that leave a VF without a netdev, for userspace (DPDK) use.
 pub const DPDK_DRIVERS: [&str; 3] = ["vfio-pci", "uio_pci_generic", "igb_uio"];
@@ -53,6 +53,17 @@ fn sysfs_err(pci: PciAddress, e: impl std::fmt::Display) -> CniError {
     CniError::new(code::IO, format!("reading sysfs for {pci}"), e.to_string())
 }
 
+/// The VF's index computed from the PF's `sriov_offset`/`sriov_stride`
+/// and confirmed by reading that one `virtfnN` link: every ADD and DEL
+/// resolves its VF, and listing a PF's 64-256 links would cost as many
+/// readlinks. `None` (then the links are scanned) when the attributes are
+/// missing or unreadable or the link names another device.
+fn index_from_layout(pf: &PciDevice, pf_pci: PciAddress, pci: PciAddress) -> Option<u32> {
+    let (offset, stride) = pf.sriov_offset_stride().ok()??;
+    let index = pci.vf_index_on(pf_pci, offset, stride)?;
+    (pf.virtfn(index).ok()?? == pci).then_some(index)
+}
+
 /// Resolves `pci` to a VF, or refuses it (code 7) naming why.
 pub fn resolve(sysfs: &Sysfs, pci: PciAddress) -> CniResult<VfDevice> {
     let dev = sysfs.pci_device(pci);
@@ -71,19 +82,22 @@ pub fn resolve(sysfs: &Sysfs, pci: PciAddress) -> CniResult<VfDevice> {
         return Err(CniError::invalid_field("deviceID", pci, why));
     };
     let pf = sysfs.pci_device(pf_pci);
-    let index = pf
-        .virtfns()
-        .map_err(|e| sysfs_err(pf_pci, e))?
-        .into_iter()
-        .find(|(_, a)| *a == pci)
-        .map(|(i, _)| i)
-        .ok_or_else(|| {
-            CniError::invalid_field(
-                "deviceID",
-                pci,
-                &format!("PF {pf_pci} does not list it as a VF"),
-            )
-        })?;
+    let index = match index_from_layout(&pf, pf_pci, pci) {
+        Some(i) => i,
+        None => pf
+            .virtfns()
+            .map_err(|e| sysfs_err(pf_pci, e))?
+            .into_iter()
+            .find(|(_, a)| *a == pci)
+            .map(|(i, _)| i)
+            .ok_or_else(|| {
+                CniError::invalid_field(
+                    "deviceID",
+                    pci,
+                    &format!("PF {pf_pci} does not list it as a VF"),
+                )
+            })?,
+    };
     let pf_driver = pf
         .driver()
         .map_err(|e| sysfs_err(pf_pci, e))?
@@ -168,5 +182,38 @@ mod tests {
             assert!(e.msg.contains("deviceID") && e.msg.contains(addr), "{e}");
             assert_eq!(e.details, why);
         }
+    }
+
+    #[test]
+    fn the_index_comes_from_offset_and_stride_and_else_from_the_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeSysfs::new(dir.path()).unwrap();
+        fake.add_pf(&presets::e810("0000:3b:00.0", "ens1f0", "0000:3b:10.0", 40))
+            .unwrap();
+        let sysfs = Sysfs::new(dir.path());
+        let pf_dir = dir.path().join("bus/pci/devices/0000:3b:00.0");
+        let vf37: PciAddress = presets::nth_addr("0000:3b:10.0", 37).parse().unwrap();
+        let offset = pf_dir.join("sriov_offset");
+        assert_eq!(std::fs::read_to_string(&offset).unwrap(), "128\n");
+        assert_eq!(resolve(&sysfs, vf37).unwrap().index, 37);
+        let pf = sysfs.pci_device("0000:3b:00.0".parse().unwrap());
+        assert_eq!(index_from_layout(&pf, pf.addr(), vf37), Some(37));
+        assert_eq!(
+            index_from_layout(&sysfs.pci_device(vf37), vf37, vf37),
+            None,
+            "a VF has no layout of its own"
+        );
+        // A layout that points at another VF's link, or past the last one,
+        // or none at all: the links decide.
+        for (off, stride) in [(Some("129\n"), Some("1\n")), (Some("128\n"), Some("3\n"))] {
+            std::fs::write(&offset, off.unwrap()).unwrap();
+            std::fs::write(pf_dir.join("sriov_stride"), stride.unwrap()).unwrap();
+            let pf = sysfs.pci_device("0000:3b:00.0".parse().unwrap());
+            assert_ne!(index_from_layout(&pf, pf.addr(), vf37), Some(37));
+            assert_eq!(resolve(&sysfs, vf37).unwrap().index, 37);
+        }
+        std::fs::remove_file(&offset).unwrap();
+        std::fs::write(pf_dir.join("sriov_stride"), "garbage\n").unwrap();
+        assert_eq!(resolve(&sysfs, vf37).unwrap().index, 37);
     }
 }

@@ -112,6 +112,31 @@ impl PciDevice {
         optional(self.dir.read_parsed("sriov_totalvfs", |s| s.parse().ok()))
     }
 
+    /// `sriov_offset` and `sriov_stride`: VF n's routing ID is the PF's +
+    /// offset + n x stride. `None` when the kernel does not have them.
+    pub fn sriov_offset_stride(&self) -> Result<Option<(u16, u16)>> {
+        let Some(offset) = optional(self.dir.read_parsed("sriov_offset", |s| s.parse().ok()))?
+        else {
+            return Ok(None);
+        };
+        let stride = optional(self.dir.read_parsed("sriov_stride", |s| s.parse().ok()))?;
+        Ok(stride.map(|stride| (offset, stride)))
+    }
+
+    /// The VF the link `virtfn<index>` names; `None` when there is no such
+    /// link. One readlink, for callers that know the index.
+    pub fn virtfn(&self, index: u32) -> Result<Option<PciAddress>> {
+        let name = format!("virtfn{index}");
+        let path = self.dir.path().join(&name);
+        match optional(self.dir.link_basename(&name))? {
+            None => Ok(None),
+            Some(base) => base.parse().map(Some).map_err(|_| SysfsError::Parse {
+                path,
+                content: base,
+            }),
+        }
+    }
+
     /// `sriov_numvfs`.
     pub fn sriov_numvfs(&self) -> Result<u32> {
         self.dir.read_parsed("sriov_numvfs", |s| s.parse().ok())

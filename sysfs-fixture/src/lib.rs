@@ -218,6 +218,10 @@ impl FakeSysfs {
             &format!("{:04x}\n", pf.vf_device),
         )?;
         self.file(dir.join("sriov_drivers_autoprobe"), "1\n")?;
+        if let Some((offset, stride)) = vf_grid(pf) {
+            self.file(dir.join("sriov_offset"), &format!("{offset}\n"))?;
+            self.file(dir.join("sriov_stride"), &format!("{stride}\n"))?;
+        }
         self.attach(
             &dir,
             &pf.addr,
@@ -452,4 +456,23 @@ mod addr_tests {
             Path::new("devices/pci0000:00/0000:00:1b.0")
         );
     }
+}
+
+/// `sriov_offset` and `sriov_stride` as the kernel would report them, when
+/// the PF's VFs sit where the kernel puts VFs (routing ID of VF n = the
+/// PF's + offset + n x stride, same domain); `None` otherwise, or without
+/// VFs, and then the files are not written.
+fn vf_grid(pf: &PfSpec) -> Option<(u16, u16)> {
+    let (dom, pf_rid) = presets::parse_rid(&pf.addr);
+    let rids: Vec<(u16, u16)> = pf.vfs.iter().map(|v| presets::parse_rid(&v.addr)).collect();
+    let first = rids.first()?.1;
+    let offset = first.checked_sub(pf_rid).filter(|o| *o > 0)?;
+    let stride = match rids.get(1) {
+        Some((_, second)) => second.checked_sub(first).filter(|s| *s > 0)?,
+        None => 1,
+    };
+    let on_grid = rids.iter().enumerate().all(|(n, (d, rid))| {
+        *d == dom && u32::from(*rid) == u32::from(first) + n as u32 * u32::from(stride)
+    });
+    on_grid.then_some((offset, stride))
 }

@@ -12,7 +12,7 @@ pub const CLASS_ETHERNET: u32 = 0x020000;
 /// PCI class of an InfiniBand controller.
 pub const CLASS_INFINIBAND: u32 = 0x020700;
 
-fn parse_rid(addr: &str) -> (u16, u16) {
+pub(crate) fn parse_rid(addr: &str) -> (u16, u16) {
     let dom = u16::from_str_radix(&addr[0..4], 16).unwrap_or(0);
     let bus = u16::from_str_radix(&addr[5..7], 16).unwrap_or(0);
     let dev = u16::from_str_radix(&addr[8..10], 16).unwrap_or(0);
