@@ -205,6 +205,7 @@ pub fn id_names(vendor: PciId, device: PciId) -> (Option<&'static str>, Option<&
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn a(s: &str) -> PciAddress {
         s.parse().unwrap()
@@ -239,7 +240,6 @@ mod tests {
         assert_eq!(a("0000:01:10.1").vf_index_on(igb, 0x80, 0), None);
         assert_eq!(a("0000:ff:1f.7").routing_id(), 0xffff);
     }
-    use proptest::prelude::*;
 
     #[test]
     fn parses_and_prints_canonical_form() {
