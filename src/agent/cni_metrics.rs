@@ -19,8 +19,13 @@ pub fn parse(text: &str) -> Option<CniEvent> {
     COMMANDS.contains(&e.command.as_str()).then_some(e)
 }
 
-/// Reads, counts and removes every finished file (`*.json`; the writer's
-/// dot-prefixed temp files are left alone). Returns how many were read.
+/// A writer's temp file older than this was left by a plugin killed
+/// between its write and its link; the agent removes it.
+const STALE_TEMP: Duration = Duration::from_secs(60);
+
+/// Reads, counts and removes every finished file (`*.json`), and removes
+/// the writers' dot-prefixed temp files once they are [`STALE_TEMP`] old
+/// (younger ones may be mid-write). Returns how many were read.
 pub fn drain(state_dir: &Path, telemetry: &Telemetry) -> usize {
     let d = dir(state_dir);
     let Ok(entries) = std::fs::read_dir(&d) else {
@@ -30,14 +35,22 @@ pub fn drain(state_dir: &Path, telemetry: &Telemetry) -> usize {
     for e in entries.flatten() {
         let name = e.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with('.') || !name.ends_with(".json") {
+        let path = e.path();
+        if name.starts_with('.') {
+            if name.ends_with(".tmp") && is_older_than(&e, STALE_TEMP) {
+                let _ = std::fs::remove_file(&path);
+            }
             continue;
         }
-        let path = e.path();
-        let Ok(text) = std::fs::read_to_string(&path) else {
+        if !name.ends_with(".json") {
             continue;
-        };
-        match parse(&text) {
+        }
+        // Unreadable or not UTF-8 counts as malformed and goes too, so no
+        // file holds its slot for good.
+        let text = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| String::from_utf8(b).map_err(|e| e.to_string()));
+        match text.ok().as_deref().and_then(parse) {
             Some(ev) => telemetry.cni(&ev.command, ev.ok, Duration::from_micros(ev.duration_us)),
             None => {
                 tracing::warn!(file = %path.display(), "malformed CNI metrics file; dropped");
@@ -50,6 +63,14 @@ pub fn drain(state_dir: &Path, telemetry: &Telemetry) -> usize {
         n += 1;
     }
     n
+}
+
+fn is_older_than(e: &std::fs::DirEntry, age: Duration) -> bool {
+    e.metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|d| d > age)
 }
 
 #[cfg(test)]
@@ -82,6 +103,28 @@ mod tests {
         assert_eq!((add.count, add.sum), (1, 0.003));
         assert_eq!(s.cni[&("DEL".to_string(), "error".to_string())].count, 1);
         assert!(d.join(".4-1.json.tmp").exists());
+    }
+
+    #[test]
+    fn unreadable_files_and_stale_temp_files_do_not_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = super::dir(dir.path());
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("7.json"), [0xff, 0xfe, b'{']).unwrap();
+        std::fs::write(d.join(".old.tmp"), "killed mid-write").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(d.join(".old.tmp"))
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - 2 * STALE_TEMP)
+            .unwrap();
+        std::fs::write(d.join(".new.tmp"), "being written").unwrap();
+        let t = Telemetry::default();
+        assert_eq!(drain(dir.path(), &t), 1);
+        assert_eq!(t.snapshot().cni_malformed, 1);
+        assert!(!d.join("7.json").exists(), "its slot is free again");
+        assert!(!d.join(".old.tmp").exists());
+        assert!(d.join(".new.tmp").exists());
     }
 
     #[test]

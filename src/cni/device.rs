@@ -203,17 +203,27 @@ mod tests {
             None,
             "a VF has no layout of its own"
         );
-        // A layout that points at another VF's link, or past the last one,
-        // or none at all: the links decide.
-        for (off, stride) in [(Some("129\n"), Some("1\n")), (Some("128\n"), Some("3\n"))] {
-            std::fs::write(&offset, off.unwrap()).unwrap();
-            std::fs::write(pf_dir.join("sriov_stride"), stride.unwrap()).unwrap();
-            let pf = sysfs.pci_device("0000:3b:00.0".parse().unwrap());
-            assert_ne!(index_from_layout(&pf, pf.addr(), vf37), Some(37));
+        // A layout that points at another VF's link (36), between VFs, or
+        // past the last link (164): no index from it; the links decide.
+        let stride = pf_dir.join("sriov_stride");
+        for (off, step) in [("129\n", "1\n"), ("128\n", "3\n"), ("1\n", "1\n")] {
+            std::fs::write(&offset, off).unwrap();
+            std::fs::write(&stride, step).unwrap();
+            assert_eq!(
+                index_from_layout(&pf, pf.addr(), vf37),
+                None,
+                "{off} {step}"
+            );
             assert_eq!(resolve(&sysfs, vf37).unwrap().index, 37);
         }
+        // Unparsable or missing attributes: the same.
+        std::fs::write(&offset, "128\n").unwrap();
+        std::fs::write(&stride, "garbage\n").unwrap();
+        assert_eq!(index_from_layout(&pf, pf.addr(), vf37), None);
+        assert_eq!(resolve(&sysfs, vf37).unwrap().index, 37);
         std::fs::remove_file(&offset).unwrap();
-        std::fs::write(pf_dir.join("sriov_stride"), "garbage\n").unwrap();
+        std::fs::write(&stride, "1\n").unwrap();
+        assert_eq!(index_from_layout(&pf, pf.addr(), vf37), None);
         assert_eq!(resolve(&sysfs, vf37).unwrap().index, 37);
     }
 }

@@ -71,25 +71,27 @@ fn try_record(state_dir: &Path, event: &CniEvent) -> std::io::Result<()> {
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));
     let body = serde_json::to_vec(event)?;
-    if let Err(e) = std::fs::write(&tmp, &body) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            return Err(e);
-        }
-        std::fs::DirBuilder::new()
+    let written = match std::fs::write(&tmp, &body) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(&d)?;
-        std::fs::write(&tmp, &body)?;
-    }
+            .create(&d)
+            .and_then(|()| std::fs::write(&tmp, &body)),
+        other => other,
+    };
     // Callers an instant apart start far apart, so they rarely collide.
     let start = (nanos as usize / 1000) ^ (pid as usize).wrapping_mul(2_654_435_761);
-    let placed = place(&d, &tmp, start);
-    let removed = std::fs::remove_file(&tmp);
+    let placed = written.and_then(|()| place(&d, &tmp, start));
+    // Also after a failed write (ENOSPC): no temp file is left behind.
+    let removed = match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    };
     placed.and(removed)
 }
 
-/// Links `tmp` to the first free slot of [`PROBES`] from `start`; `Ok`
-/// also when all were taken (the event is dropped).
+/// Links `tmp` to the first free slot of [`PROBES`] from `start`; an
+/// error when all were taken (the event is dropped, and `record` logs it).
 fn place(d: &Path, tmp: &Path, start: usize) -> std::io::Result<()> {
     for i in 0..PROBES {
         let slot = start.wrapping_add(i) % MAX_PENDING_FILES;
@@ -98,7 +100,13 @@ fn place(d: &Path, tmp: &Path, start: usize) -> std::io::Result<()> {
             done => return done,
         }
     }
-    Ok(())
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        format!(
+            "{PROBES} slots from {} taken; event dropped",
+            start % MAX_PENDING_FILES
+        ),
+    ))
 }
 
 #[cfg(test)]
@@ -161,6 +169,13 @@ mod tests {
             std::fs::read_to_string(d.path().join("0.json")).unwrap(),
             "old"
         );
+        // All eight from there taken (2 now is): dropped, and said so.
+        for taken in 3..PROBES - 1 {
+            std::fs::write(d.path().join(format!("{taken}.json")), "old").unwrap();
+        }
+        let e = place(d.path(), &tmp, MAX_PENDING_FILES - 1).unwrap_err();
+        assert!(e.to_string().contains("event dropped"), "{e}");
+        assert!(!d.path().join(format!("{}.json", PROBES - 1)).exists());
     }
 
     #[test]
