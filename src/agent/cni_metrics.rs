@@ -48,9 +48,9 @@ pub fn drain(state_dir: &Path, telemetry: &Telemetry) -> usize {
         // Unreadable or not UTF-8 counts as malformed and goes too, so no
         // file holds its slot for good.
         let text = std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| String::from_utf8(b).map_err(|e| e.to_string()));
-        match text.ok().as_deref().and_then(parse) {
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok());
+        match text.as_deref().and_then(parse) {
             Some(ev) => telemetry.cni(&ev.command, ev.ok, Duration::from_micros(ev.duration_us)),
             None => {
                 tracing::warn!(file = %path.display(), "malformed CNI metrics file; dropped");

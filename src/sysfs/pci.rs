@@ -97,14 +97,7 @@ impl PciDevice {
 
     /// IOMMU group number from the `iommu_group` link; `None` without an IOMMU.
     pub fn iommu_group(&self) -> Result<Option<u32>> {
-        let path = self.attr("iommu_group");
-        match optional(self.dir.link_basename("iommu_group"))? {
-            None => Ok(None),
-            Some(name) => name.parse().map(Some).map_err(|_| SysfsError::Parse {
-                path,
-                content: name,
-            }),
-        }
+        self.link_parsed("iommu_group")
     }
 
     /// `sriov_totalvfs`; `None` when the function is not SR-IOV capable.
@@ -126,15 +119,7 @@ impl PciDevice {
     /// The VF the link `virtfn<index>` names; `None` when there is no such
     /// link. One readlink, for callers that know the index.
     pub fn virtfn(&self, index: u32) -> Result<Option<PciAddress>> {
-        let name = format!("virtfn{index}");
-        let path = self.dir.path().join(&name);
-        match optional(self.dir.link_basename(&name))? {
-            None => Ok(None),
-            Some(base) => base.parse().map(Some).map_err(|_| SysfsError::Parse {
-                path,
-                content: base,
-            }),
-        }
+        self.link_parsed(&format!("virtfn{index}"))
     }
 
     /// `sriov_numvfs`.
@@ -150,12 +135,18 @@ impl PciDevice {
 
     /// The PF of a VF (`physfn` link); `None` for a PF or plain function.
     pub fn physfn(&self) -> Result<Option<PciAddress>> {
-        let path = self.attr("physfn");
-        match optional(self.dir.link_basename("physfn"))? {
+        self.link_parsed("physfn")
+    }
+
+    /// The last component of the link `name` (`iommu_group`, `physfn`,
+    /// `virtfnN`) parsed; `None` when there is no such link, a parse error
+    /// naming the link when its target is something else.
+    fn link_parsed<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>> {
+        match optional(self.dir.link_basename(name))? {
             None => Ok(None),
-            Some(name) => name.parse().map(Some).map_err(|_| SysfsError::Parse {
-                path,
-                content: name,
+            Some(base) => base.parse().map(Some).map_err(|_| SysfsError::Parse {
+                path: self.dir.path().join(name),
+                content: base,
             }),
         }
     }
