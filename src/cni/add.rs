@@ -104,13 +104,12 @@ pub fn add(env: &CniEnv, conf: &Config, hook: &dyn StepHook) -> CniResult<Value>
             cni_args: env.args_string(),
         }),
     };
-    // The record's content is on disk before the first change; the
-    // directory entry's fsync (the slowest part on a disk) overlaps the
-    // first steps and is joined before ADD answers.
-    records::save(&env.state_dir, &record, Durability::FileOnly)?;
+    // Wholly on disk, directory entry included, before the first change.
+    // The directory's fsync used to run on a helper thread during the
+    // move; that thread's exit set off an RCU grace period the move then
+    // had to wait out (docs/PERFORMANCE.md, "Fair order").
+    records::save(&env.state_dir, &record, Durability::Full)?;
     crate::fault::crash_point("cni.add.after.record");
-    let dir = records::records_dir(&env.state_dir);
-    let dir_sync = std::thread::spawn(move || records::sync_dir(&dir));
 
     let mut exec = Exec {
         env,
@@ -125,11 +124,6 @@ pub fn add(env: &CniEnv, conf: &Config, hook: &dyn StepHook) -> CniResult<Value>
         addresses: Vec::new(),
     };
     let outcome = exec.run(&steps, hook);
-    match dir_sync.join() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!("{e}"),
-        Err(_) => tracing::error!("syncing the records dir panicked"),
-    }
     match outcome {
         Ok(()) => {
             let result = exec.result();

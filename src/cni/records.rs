@@ -171,9 +171,6 @@ pub fn ensure_dir(dir: &Path) -> CniResult<()> {
 pub enum Durability {
     /// fsync the temp file before the rename, and the directory after it.
     Full,
-    /// fsync the temp file before the rename; the caller syncs the
-    /// directory (with [`sync_dir`], possibly on another thread).
-    FileOnly,
     /// Rename only: atomic against a process crash, not a power loss. For
     /// writes that only refine a record already on disk.
     Atomic,
