@@ -65,6 +65,33 @@ pub fn drain(state_dir: &Path, telemetry: &Telemetry) -> usize {
     n
 }
 
+/// Narrows `<state>/metrics` and `<state>/metrics/cni` to 0700 when they
+/// grant anything to group or others: writers create them 0700, but a
+/// directory made by an older release, or by hand, keeps its mode. A
+/// symlink is left alone (its target is not ours to change). Run once at
+/// agent start.
+pub fn tighten_dirs(state_dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let d = dir(state_dir);
+    for path in [d.parent().unwrap_or(&d), d.as_path()] {
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o7777;
+        if !meta.is_dir() || mode & 0o077 == 0 {
+            continue;
+        }
+        match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)) {
+            Ok(()) => {
+                tracing::info!(dir = %path.display(), "CNI metrics dir was {mode:04o}; now 0700")
+            }
+            Err(e) => {
+                tracing::warn!(dir = %path.display(), "narrowing CNI metrics dir from {mode:04o}: {e}")
+            }
+        }
+    }
+}
+
 fn is_older_than(e: &std::fs::DirEntry, age: Duration) -> bool {
     e.metadata()
         .and_then(|m| m.modified())
@@ -125,6 +152,31 @@ mod tests {
         assert!(!d.join("7.json").exists(), "its slot is free again");
         assert!(!d.join(".old.tmp").exists());
         assert!(d.join(".new.tmp").exists());
+    }
+
+    #[test]
+    fn wide_dirs_are_narrowed_to_0700_and_others_left_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let state = tempfile::tempdir().unwrap();
+        tighten_dirs(state.path()); // nothing there yet: nothing to do
+        let d = super::dir(state.path());
+        std::fs::create_dir_all(&d).unwrap();
+        let parent = d.parent().unwrap();
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        tighten_dirs(state.path());
+        assert_eq!((mode(parent), mode(&d)), (0o700, 0o700));
+
+        // A symlinked metrics dir: its target keeps its mode.
+        let other = tempfile::tempdir().unwrap();
+        let target = other.path().join("elsewhere");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::remove_dir(&d).unwrap();
+        std::os::unix::fs::symlink(&target, &d).unwrap();
+        tighten_dirs(state.path());
+        assert_eq!(mode(&target), 0o755);
     }
 
     #[test]

@@ -202,6 +202,7 @@ pub async fn run(
         path: opts.state_dir.clone(),
         source,
     })?;
+    cni_metrics::tighten_dirs(&opts.state_dir);
     let sysfs = Sysfs::new(&opts.sysfs_root);
     let procfs = Procfs::new(&opts.proc_root);
     let mode = if opts.plugins_registry_dir.is_dir() {
