@@ -68,26 +68,47 @@ pub fn drain(state_dir: &Path, telemetry: &Telemetry) -> usize {
 /// Narrows `<state>/metrics` and `<state>/metrics/cni` to 0700 when they
 /// grant anything to group or others: writers create them 0700, but a
 /// directory made by an older release, or by hand, keeps its mode. A
-/// symlink is left alone (its target is not ours to change). Run once at
-/// agent start.
+/// symlink in either place is left alone, and so is everything under it
+/// (its target is not ours to change). Run once at agent start.
 pub fn tighten_dirs(state_dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
+    use nix::fcntl::{OFlag, openat};
+    use nix::sys::stat::Mode;
+    use std::os::unix::fs::OpenOptionsExt;
     let d = dir(state_dir);
-    for path in [d.parent().unwrap_or(&d), d.as_path()] {
-        let Ok(meta) = std::fs::symlink_metadata(path) else {
-            continue;
-        };
-        let mode = meta.permissions().mode() & 0o7777;
-        if !meta.is_dir() || mode & 0o077 == 0 {
-            continue;
-        }
-        match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)) {
-            Ok(()) => {
-                tracing::info!(dir = %path.display(), "CNI metrics dir was {mode:04o}; now 0700")
-            }
-            Err(e) => {
-                tracing::warn!(dir = %path.display(), "narrowing CNI metrics dir from {mode:04o}: {e}")
-            }
+    let Some(parent) = d.parent() else {
+        return;
+    };
+    // Both opened without following a final symlink (ELOOP), `cni`
+    // relative to the opened parent, and changed through their descriptors
+    // (fchmod): a link swapped in between cannot redirect the change.
+    let Ok(parent_dir) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(parent)
+    else {
+        return;
+    };
+    narrow(&parent_dir, parent);
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    if let Ok(fd) = openat(&parent_dir, "cni", flags, Mode::empty()) {
+        narrow(&std::fs::File::from(fd), &d);
+    }
+}
+
+/// Sets an opened directory to 0700 when group or others have any access.
+fn narrow(dir: &std::fs::File, path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = dir.metadata() else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return;
+    }
+    match dir.set_permissions(std::fs::Permissions::from_mode(0o700)) {
+        Ok(()) => tracing::info!(dir = %path.display(), "CNI metrics dir was {mode:04o}; now 0700"),
+        Err(e) => {
+            tracing::warn!(dir = %path.display(), "narrowing CNI metrics dir from {mode:04o}: {e}")
         }
     }
 }
@@ -168,7 +189,7 @@ mod tests {
         tighten_dirs(state.path());
         assert_eq!((mode(parent), mode(&d)), (0o700, 0o700));
 
-        // A symlinked metrics dir: its target keeps its mode.
+        // A symlinked metrics/cni: its target keeps its mode.
         let other = tempfile::tempdir().unwrap();
         let target = other.path().join("elsewhere");
         std::fs::create_dir(&target).unwrap();
@@ -177,6 +198,22 @@ mod tests {
         std::os::unix::fs::symlink(&target, &d).unwrap();
         tighten_dirs(state.path());
         assert_eq!(mode(&target), 0o755);
+
+        // A symlinked metrics/: neither it nor the cni/ under its target
+        // is touched.
+        let elsewhere_cni = other.path().join("m/cni");
+        std::fs::create_dir_all(&elsewhere_cni).unwrap();
+        for p in [other.path().join("m"), elsewhere_cni.clone()] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::remove_file(&d).unwrap();
+        std::fs::remove_dir(parent).unwrap();
+        std::os::unix::fs::symlink(other.path().join("m"), parent).unwrap();
+        tighten_dirs(state.path());
+        assert_eq!(
+            (mode(&other.path().join("m")), mode(&elsewhere_cni)),
+            (0o755, 0o755)
+        );
     }
 
     #[test]
