@@ -227,7 +227,13 @@ pub fn sync_dir(dir: &Path) -> CniResult<()> {
 /// Saves a record (creating `<state>/cni` 0700 if needed).
 pub fn save(state_dir: &Path, r: &Record, durability: Durability) -> CniResult<()> {
     let dir = records_dir(state_dir);
+    let existed = dir.is_dir();
     ensure_dir(&dir)?;
+    if !existed && durability == Durability::Full {
+        // Made just now (the node's first ADD): its own entry in the state
+        // dir must reach the disk too, or the record could vanish with it.
+        sync_dir(state_dir)?;
+    }
     let bytes = serde_json::to_vec_pretty(r).map_err(|e| CniError::io("encoding record", e))?;
     write_atomic(&record_path(state_dir, r.pci), &bytes, durability)
 }
