@@ -227,9 +227,11 @@ pub fn sync_dir(dir: &Path) -> CniResult<()> {
 /// Saves a record (creating `<state>/cni` 0700 if needed).
 pub fn save(state_dir: &Path, r: &Record, durability: Durability) -> CniResult<()> {
     let dir = records_dir(state_dir);
-    let existed = dir.is_dir();
+    // Only a full save asks whether the dir is new (one stat saved on the
+    // others).
+    let new_dir = durability == Durability::Full && !dir.is_dir();
     ensure_dir(&dir)?;
-    if !existed && durability == Durability::Full {
+    if new_dir {
         // Made just now (the node's first ADD): its own entry in the state
         // dir must reach the disk too, or the record could vanish with it.
         sync_dir(state_dir)?;
