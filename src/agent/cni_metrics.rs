@@ -71,9 +71,8 @@ pub fn drain(state_dir: &Path, telemetry: &Telemetry) -> usize {
 /// symlink in either place is left alone, and so is everything under it
 /// (its target is not ours to change). Run once at agent start.
 pub fn tighten_dirs(state_dir: &Path) {
-    use nix::fcntl::{OFlag, openat};
+    use nix::fcntl::{OFlag, open, openat};
     use nix::sys::stat::Mode;
-    use std::os::unix::fs::OpenOptionsExt;
     let d = dir(state_dir);
     let Some(parent) = d.parent() else {
         return;
@@ -81,15 +80,12 @@ pub fn tighten_dirs(state_dir: &Path) {
     // Both opened without following a final symlink (ELOOP), `cni`
     // relative to the opened parent, and changed through their descriptors
     // (fchmod): a link swapped in between cannot redirect the change.
-    let Ok(parent_dir) = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-        .open(parent)
-    else {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let Ok(parent_fd) = open(parent, flags, Mode::empty()) else {
         return;
     };
+    let parent_dir = std::fs::File::from(parent_fd);
     narrow(&parent_dir, parent);
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     if let Ok(fd) = openat(&parent_dir, "cni", flags, Mode::empty()) {
         narrow(&std::fs::File::from(fd), &d);
     }
