@@ -23,18 +23,23 @@ use sysfs_fixture::{FakeSysfs, NetSpec, presets};
 
 const CONCURRENT: usize = 16;
 
-fn ip(args: &[&str]) {
-    let ok = Command::new("ip")
+/// Runs a setup or baseline command; it must succeed.
+fn run(program: &str, args: &[&str]) {
+    let ok = Command::new(program)
         .args(args)
         .status()
         .is_ok_and(|s| s.success());
-    assert!(ok, "ip {}", args.join(" "));
+    assert!(ok, "{program} {}", args.join(" "));
+}
+
+fn ip(args: &[&str]) {
+    run("ip", args);
 }
 
 struct Bed {
     pod: String,
     far: String,
-    /// The bench's own netns under /run/netns, so that `ip -n <pod>` can
+    /// The bench's own netns under /run/netns, so that `ip` in the pod can
     /// name it as the destination of the move back.
     home: String,
     veths: Vec<String>,
@@ -183,23 +188,23 @@ fn floor_cycle(host: &NetNs, pod: &NetNs, name: &str) {
     .unwrap();
 }
 
-/// (d) The same two moves as two `ip link set ... netns ... name ...`
-/// processes (iproute2 sends each as one RTM_NEWLINK): what a plugin that
-/// does nothing but the move costs, process start and exit included.
+/// (d) The same two moves by `ip link set ... netns ... name ...` (iproute2
+/// sends each as one RTM_NEWLINK), the second under `nsenter --net`: what
+/// a plugin that does nothing but the move costs, process start and exit
+/// included.
 fn ip_cycle(bed: &Bed, name: &str) {
     ip(&[
         "link", "set", "dev", name, "netns", &bed.pod, "name", "net1",
     ]);
     // `ip -n` would also unshare the mount namespace and remount /sys;
     // nsenter enters only the network namespace before exec'ing `ip`.
-    let ok = Command::new("nsenter")
-        .arg(format!("--net={}", bed.netns_path().display()))
-        .args([
-            "ip", "link", "set", "dev", "net1", "netns", &bed.home, "name", name,
-        ])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "nsenter ip link set net1 back to {name}");
+    let net = format!("--net={}", bed.netns_path().display());
+    run(
+        "nsenter",
+        &[
+            &net, "ip", "link", "set", "dev", "net1", "netns", &bed.home, "name", name,
+        ],
+    );
 }
 
 /// What one cycle runs: the plugin binaries and the floor's namespaces.
