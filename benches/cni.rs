@@ -1,153 +1,36 @@
 //! CNI ADD+DEL benchmark on veth stand-ins (run as root; `hack/bench.d/cni`).
 //!
 //! Side by side in one run, interleaved so that machine noise hits all
-//! four alike: one ADD+DEL cycle by (a) the fastpath binary, (b) Debian's
+//! five alike, one ADD+DEL cycle by: (a) the fastpath binary, (b) Debian's
 //! host-device plugin moving the same veth with the same config, (c) the
-//! kernel floor: two single-message netns moves done in-process, (d) the
-//! same two moves by `ip`, the second under `nsenter --net` (the cost of a
-//! process that does nothing but the move). The cycles run twice: back to back, and settled
-//! (idle before each), since what ran just before a move changes how long
-//! the kernel makes it wait. Then 16 concurrent fastpath ADDs on 16 VFs
-//! against 16 single moves and against 16 concurrent `ip` moves, each
-//! timed from a settled start. Prints medians and ratios as Markdown.
+//! kernel floor as the issue defines it: two single-message netns moves
+//! done in-process, (d) a minimal static C program (`cni/mover.c`), exec'd
+//! once for the ADD's kernel work (move, rename and up in one message) and
+//! once for the DEL's (the move back), and (e) the same two messages as
+//! (d), sent in-process. (d) is the least any exec'd plugin can cost;
+//! (e) - (c) is what setting the link up costs the move back. The cycles
+//! run twice: back to back, and settled (idle before each, for a time
+//! spread over the tick period), since what ran just before a move, and
+//! where in the tick it starts, change how long the kernel makes it wait
+//! (`cni/design.rs`). Then 16 concurrent fastpath ADDs on 16 VFs against
+//! 16 single moves and against 16 concurrent minimal movers, each timed
+//! from a settled start. Prints medians, means and ratios as Markdown.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+#[path = "cni/bed.rs"]
+mod bed;
+#[path = "cni/design.rs"]
+mod design;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fastpath::netlink::Netlink;
 use fastpath::netns::NetNs;
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use serde_json::{Value, json};
-use sysfs_fixture::{FakeSysfs, NetSpec, presets};
 
-const CONCURRENT: usize = 16;
-
-/// Runs a setup or baseline command; it must succeed.
-fn run(program: &str, args: &[&str]) {
-    let ok = Command::new(program)
-        .args(args)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "{program} {}", args.join(" "));
-}
-
-fn ip(args: &[&str]) {
-    run("ip", args);
-}
-
-struct Bed {
-    pod: String,
-    far: String,
-    /// The bench's own netns under /run/netns, so that `ip` in the pod can
-    /// name it as the destination of the move back.
-    home: String,
-    veths: Vec<String>,
-    sysfs: tempfile::TempDir,
-    state: tempfile::TempDir,
-}
-
-impl Drop for Bed {
-    fn drop(&mut self) {
-        for v in &self.veths {
-            let _ = Command::new("ip").args(["link", "del", v]).output();
-        }
-        for n in [&self.pod, &self.far, &self.home] {
-            let _ = Command::new("ip").args(["netns", "del", n]).output();
-        }
-    }
-}
-
-impl Bed {
-    fn new() -> Self {
-        let tag = format!("fb{}", std::process::id());
-        let pod = format!("{tag}-pod");
-        let far = format!("{tag}-far");
-        let home = format!("{tag}-home");
-        let mut bed = Bed {
-            pod: pod.clone(),
-            far: far.clone(),
-            home: home.clone(),
-            veths: Vec::new(),
-            sysfs: tempfile::tempdir().unwrap(),
-            // FASTPATH_BENCH_STATE_BASE puts the state dir elsewhere (e.g.
-            // /run, a tmpfs) to show what the record's fsync costs.
-            state: match std::env::var("FASTPATH_BENCH_STATE_BASE") {
-                Ok(base) => tempfile::tempdir_in(base).unwrap(),
-                Err(_) => tempfile::tempdir_in("/var/tmp").unwrap(),
-            },
-        };
-        ip(&["netns", "add", &pod]);
-        ip(&["netns", "add", &far]);
-        ip(&["netns", "attach", &home, &std::process::id().to_string()]);
-        let mut pf = presets::e810("0000:3b:00.0", "benchpf", "0000:3b:01.0", CONCURRENT + 1);
-        for (i, vf) in pf.vfs.iter_mut().enumerate() {
-            let name = format!("{tag}v{i}");
-            let peer = format!("{tag}p{i}");
-            ip(&[
-                "link", "add", &name, "type", "veth", "peer", "name", &peer, "netns", &far,
-            ]);
-            vf.netdev = Some(NetSpec::ether(&name, "02:00:00:00:00:01"));
-            bed.veths.push(name);
-        }
-        FakeSysfs::new(bed.sysfs.path())
-            .unwrap()
-            .add_pf(&pf)
-            .unwrap();
-        bed
-    }
-
-    /// Moves net1..net16 from the pod back to the host under their names.
-    fn move_all_home(&self, host: &NetNs, pod: &NetNs) {
-        pod.run(|| {
-            let mut nl = Netlink::open().unwrap();
-            for i in 1..=CONCURRENT {
-                let l = nl.require_link(&format!("net{i}")).unwrap();
-                nl.move_to_netns(&l, host.raw_fd(), &self.veths[i]).unwrap();
-            }
-        })
-        .unwrap();
-    }
-
-    fn netns_path(&self) -> PathBuf {
-        Path::new("/run/netns").join(&self.pod)
-    }
-
-    fn exec(&self, bin: &str, cmd: &str, container: &str, ifname: &str, conf: &Value) {
-        let mut child = Command::new(bin)
-            .env_clear()
-            .env("CNI_COMMAND", cmd)
-            .env("CNI_CONTAINERID", container)
-            .env("CNI_IFNAME", ifname)
-            .env("CNI_NETNS", self.netns_path())
-            .env("CNI_PATH", "/usr/lib/cni")
-            .env("FASTPATH_STATE_DIR", self.state.path())
-            .env("FASTPATH_SYSFS_ROOT", self.sysfs.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(conf.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{bin} {cmd}: {} {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn fastpath_conf(&self, vf: usize) -> Value {
-        json!({"cniVersion": "1.0.0", "name": "bench", "type": "fastpath",
-               "deviceID": presets::nth_addr("0000:3b:01.0", vf), "logLevel": "error"})
-    }
-}
+use bed::{Bed, CONCURRENT, run};
 
 fn median(v: &mut [Duration]) -> Duration {
     v.sort();
@@ -175,7 +58,7 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-/// In-process: host -> pod (renamed) and pod -> host (renamed back).
+/// (c) In-process: host -> pod (renamed) and pod -> host (renamed back).
 fn floor_cycle(host: &NetNs, pod: &NetNs, name: &str) {
     let mut nl = Netlink::open().unwrap();
     let link = nl.require_link(name).unwrap();
@@ -188,23 +71,39 @@ fn floor_cycle(host: &NetNs, pod: &NetNs, name: &str) {
     .unwrap();
 }
 
-/// (d) The same two moves by `ip link set ... netns ... name ...` (iproute2
-/// sends each as one RTM_NEWLINK), the second under `nsenter --net`: what
-/// a plugin that does nothing but the move costs, process start and exit
-/// included.
-fn ip_cycle(bed: &Bed, name: &str) {
-    ip(&[
-        "link", "set", "dev", name, "netns", &bed.pod, "name", "net1",
-    ]);
-    // `ip -n` would also unshare the mount namespace and remount /sys;
-    // nsenter enters only the network namespace before exec'ing `ip`.
-    let net = format!("--net={}", bed.netns_path().display());
-    run(
-        "nsenter",
-        &[
-            &net, "ip", "link", "set", "dev", "net1", "netns", &bed.home, "name", name,
-        ],
-    );
+/// (e) In-process, the messages of (d): move, rename and up in one
+/// RTM_NEWLINK, then the move back.
+fn floor_up_cycle(host: &NetNs, pod: &NetNs, name: &str) {
+    let mut nl = Netlink::open().unwrap();
+    let link = nl.require_link(name).unwrap();
+    let mut msg = LinkMessage::default();
+    msg.header.index = link.index;
+    msg.header.flags = LinkFlags::Up;
+    msg.header.change_mask = LinkFlags::Up;
+    msg.attributes.push(LinkAttribute::NetNsFd(pod.raw_fd()));
+    msg.attributes.push(LinkAttribute::IfName("net1".into()));
+    nl.change(RouteNetlinkMessage::NewLink(msg), &|| {
+        format!("moving {name} up")
+    })
+    .unwrap();
+    pod.run(|| {
+        let mut nl = Netlink::open().unwrap();
+        let l = nl.require_link("net1").unwrap();
+        nl.move_to_netns(&l, host.raw_fd(), name).unwrap();
+    })
+    .unwrap();
+}
+
+/// (d) The minimal exec'd plugin: the ADD's kernel work (move, rename, up
+/// in one message) by one exec of `cni/mover.c`, the DEL's (the move
+/// back, from inside the pod) by another.
+fn mover_cycle(bed: &Bed, name: &str) {
+    let mover = bed.mover.to_str().unwrap();
+    let pod = bed.netns_path();
+    let pod = pod.to_str().unwrap();
+    let home = format!("/run/netns/{}", bed.home);
+    run(mover, &["-", name, pod, "net1", "up"]);
+    run(mover, &[pod, "net1", &home, name, "-"]);
 }
 
 /// What one cycle runs: the plugin binaries and the floor's namespaces.
@@ -217,39 +116,56 @@ struct Tools<'a> {
     v0: &'a str,
 }
 
-/// The quiet time before each cycle in the settled run: longer than the
-/// few RCU grace periods (about 4 ms apart at HZ=250) that the previous
-/// cycle's moves and process exits leave running.
+/// The least quiet time before each cycle in the settled run: longer
+/// than the few RCU grace periods (about 4 ms apart at HZ=250) that the
+/// previous cycle's moves and process exits leave running. Each cycle
+/// adds [`design::phase_offset`] to it.
 const SETTLE: Duration = Duration::from_millis(30);
 
-/// The cycle orders, one per iteration in turn: a Williams Latin square,
-/// so that within the four orders each tool comes right after each other
-/// tool exactly once (and first once).
-const ORDERS: [[usize; 4]; 4] = [[0, 1, 3, 2], [1, 2, 0, 3], [2, 3, 1, 0], [3, 0, 2, 1]];
+/// The tools, as indices into a run's results.
+const TOOLS: usize = 5;
+const FASTPATH: usize = 0;
+const HOST_DEVICE: usize = 1;
+const FLOOR: usize = 2;
+const MOVER: usize = 3;
+const FLOOR_UP: usize = 4;
 
-/// Medians of one ADD+DEL cycle by fastpath, host-device, `ip` and the
-/// floor. The order changes every iteration (see [`ORDERS`]), so each of
-/// the four follows each other one equally often: a netns move waits for RCU callbacks queued
-/// just before it (such as a plugin process's exit), and a fixed order
-/// would hand that cost to whichever ran after the heaviest exit.
-fn cycles(bed: &Bed, t: &Tools, iters: usize, settle: Duration) -> [Stat; 4] {
-    let mut runs: [Vec<Duration>; 4] = Default::default();
+/// One ADD+DEL cycle by each tool, `iters` times. The order changes
+/// every iteration, following a Williams design (`orders`), so each tool
+/// follows each other one equally often: a netns move waits for RCU
+/// callbacks queued just before it (such as a plugin process's exit), and
+/// a fixed order would hand that cost to whichever ran after the heaviest
+/// exit. With `settle`, each cycle starts after that long plus its phase
+/// offset.
+fn cycles(
+    bed: &Bed,
+    t: &Tools,
+    orders: &[Vec<usize>],
+    iters: usize,
+    settle: Option<Duration>,
+) -> [Stat; TOOLS] {
+    let mut runs: [Vec<Duration>; TOOLS] = Default::default();
+    let mut k = 0;
     for i in 0..iters {
         let c = format!("c{i}");
-        for &which in &ORDERS[i % ORDERS.len()] {
-            std::thread::sleep(settle);
+        for &which in &orders[i % orders.len()] {
+            if let Some(settle) = settle {
+                std::thread::sleep(settle + design::phase_offset(k));
+                k += 1;
+            }
             let start = Instant::now();
             match which {
-                0 => {
+                FASTPATH => {
                     bed.exec(t.fastpath, "ADD", &c, "net1", &bed.fastpath_conf(0));
                     bed.exec(t.fastpath, "DEL", &c, "net1", &bed.fastpath_conf(0));
                 }
-                1 => {
+                HOST_DEVICE => {
                     bed.exec(t.host_device, "ADD", &c, "net1", t.hd_conf);
                     bed.exec(t.host_device, "DEL", &c, "net1", t.hd_conf);
                 }
-                2 => ip_cycle(bed, t.v0),
-                _ => floor_cycle(t.host, t.pod, t.v0),
+                FLOOR => floor_cycle(t.host, t.pod, t.v0),
+                MOVER => mover_cycle(bed, t.v0),
+                _ => floor_up_cycle(t.host, t.pod, t.v0),
             }
             runs[which].push(start.elapsed());
         }
@@ -261,11 +177,15 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let iters: usize = std::env::var("FASTPATH_BENCH_ITERS")
+    let orders = design::williams(TOOLS);
+    design::assert_balanced(&orders, TOOLS);
+    // Whole passes through the design, so that the balance holds.
+    let iters = std::env::var("FASTPATH_BENCH_ITERS")
         .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(21)
-        .max(1);
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or(20)
+        .max(1)
+        .next_multiple_of(orders.len());
     // hack/bench.d/cni measures the binary as it ships (hack/build-release);
     // `cargo bench` alone measures cargo's own build of it.
     let fastpath_bin = std::env::var("FASTPATH_BENCH_BIN")
@@ -279,11 +199,12 @@ fn main() {
     let hd_conf =
         json!({"cniVersion": "1.0.0", "name": "bench", "type": "host-device", "device": v0});
 
-    // Warm up caches and the page cache for both binaries.
+    // Warm up caches and the page cache for the binaries.
     bed.exec(fastpath, "ADD", "warm", "net1", &bed.fastpath_conf(0));
     bed.exec(fastpath, "DEL", "warm", "net1", &bed.fastpath_conf(0));
     bed.exec(host_device, "ADD", "warm", "net1", &hd_conf);
     bed.exec(host_device, "DEL", "warm", "net1", &hd_conf);
+    mover_cycle(&bed, &v0);
 
     let tools = Tools {
         fastpath,
@@ -293,77 +214,9 @@ fn main() {
         pod: &pod,
         v0: &v0,
     };
-    let back_to_back = cycles(&bed, &tools, iters, Duration::ZERO);
-    let settled = cycles(&bed, &tools, iters, SETTLE);
-
-    let rounds = iters.div_ceil(4).max(3);
-    let (mut conc, mut singles, mut ip_conc) = (Vec::new(), Vec::new(), Vec::new());
-    for r in 0..rounds {
-        std::thread::sleep(SETTLE);
-        let t = Instant::now();
-        std::thread::scope(|s| {
-            for i in 1..=CONCURRENT {
-                let bed = &bed;
-                s.spawn(move || {
-                    bed.exec(
-                        fastpath,
-                        "ADD",
-                        &format!("r{r}v{i}"),
-                        &format!("net{i}"),
-                        &bed.fastpath_conf(i),
-                    );
-                });
-            }
-        });
-        conc.push(t.elapsed());
-        for i in 1..=CONCURRENT {
-            bed.exec(
-                fastpath,
-                "DEL",
-                &format!("r{r}v{i}"),
-                &format!("net{i}"),
-                &bed.fastpath_conf(i),
-            );
-        }
-        // 16 single moves, one after the other, then back (not timed).
-        let mut nl = Netlink::open().unwrap();
-        std::thread::sleep(SETTLE);
-        let t = Instant::now();
-        for i in 1..=CONCURRENT {
-            let l = nl.require_link(&bed.veths[i]).unwrap();
-            nl.move_to_netns(&l, pod.raw_fd(), &format!("net{i}"))
-                .unwrap();
-        }
-        singles.push(t.elapsed());
-        bed.move_all_home(&host, &pod);
-        // 16 concurrent `ip` moves: what the process model alone costs.
-        std::thread::sleep(SETTLE);
-        let t = Instant::now();
-        std::thread::scope(|s| {
-            for i in 1..=CONCURRENT {
-                let (bed, name) = (&bed, format!("net{i}"));
-                s.spawn(move || {
-                    ip(&[
-                        "link",
-                        "set",
-                        "dev",
-                        &bed.veths[i],
-                        "netns",
-                        &bed.pod,
-                        "name",
-                        &name,
-                    ])
-                });
-            }
-        });
-        ip_conc.push(t.elapsed());
-        bed.move_all_home(&host, &pod);
-    }
-    let (conc, singles, ip_conc) = (
-        median(&mut conc),
-        median(&mut singles),
-        median(&mut ip_conc),
-    );
+    let back_to_back = cycles(&bed, &tools, &orders, iters, None);
+    let settled = cycles(&bed, &tools, &orders, iters, Some(SETTLE));
+    let concurrent = concurrency(&bed, fastpath, &host, &pod, iters.div_ceil(4).max(3));
 
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     // findmnt names ext4 as such; `stat -f` reports its magic as ext2/ext3.
@@ -378,62 +231,167 @@ fn main() {
         })
         .unwrap_or_default();
     println!(
-        "`hack/bench.d/cni`: {iters} cycles per tool in each run, order balanced (Williams square), kernel {}, {} CPUs, state dir {} ({fs}), binary {fastpath}.",
+        "`hack/bench.d/cni`: {iters} cycles per tool in each run, order balanced (Williams design, {} orders), kernel {}, {} CPUs, state dir {} ({fs}), binary {fastpath}.",
+        orders.len(),
         kernel.trim(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         bed.state.path().display()
     );
-    for (run, [fp, hd, ipr, fl]) in [
+    let settled_title = format!(
+        "settled: {}-{} ms idle before each cycle",
+        SETTLE.as_millis(),
+        (SETTLE + design::PHASE_SPAN).as_millis()
+    );
+    for (run, stats) in [
         ("back to back", back_to_back),
-        ("settled: 30 ms idle before each cycle", settled),
+        (settled_title.as_str(), settled),
     ] {
-        println!();
+        print_cycles(run, &stats);
+    }
+    concurrent.print();
+}
+
+fn print_cycles(run: &str, stats: &[Stat; TOOLS]) {
+    let floor = stats[FLOOR];
+    let vs = |d: Duration, f: Duration| (d.as_secs_f64() - f.as_secs_f64()) * 1e3;
+    println!();
+    println!(
+        "| one ADD+DEL cycle on a veth stand-in, {run} | median | mean | vs floor (median) | vs floor (mean) |"
+    );
+    println!("|---|---|---|---|---|");
+    for (what, which) in [
+        ("(a) fastpath binary (ADD exec + DEL exec)", FASTPATH),
+        (
+            "(b) Debian host-device 1.1.1, same veth, same config",
+            HOST_DEVICE,
+        ),
+        (
+            "(c) kernel floor: two single-message netns moves in-process",
+            FLOOR,
+        ),
+        (
+            "(d) minimal static C mover, exec'd: move+rename+up, then move back",
+            MOVER,
+        ),
+        ("(e) the messages of (d), in-process", FLOOR_UP),
+    ] {
+        let d = stats[which];
         println!(
-            "| one ADD+DEL cycle on a veth stand-in, {run} | median | mean | median vs floor |"
-        );
-        println!("|---|---|---|---|");
-        for (what, d) in [
-            ("(a) fastpath binary (ADD exec + DEL exec)", fp),
-            ("(b) Debian host-device 1.1.1, same veth, same config", hd),
-            (
-                "(c) kernel floor: two single-message netns moves in-process",
-                fl,
-            ),
-            (
-                "(d) iproute2: the same two moves by `ip` (back under `nsenter --net`)",
-                ipr,
-            ),
-        ] {
-            println!(
-                "| {what} | {} | {} | {:+.2} ms |",
-                ms(d.median),
-                ms(d.mean),
-                (d.median.as_secs_f64() - fl.median.as_secs_f64()) * 1e3
-            );
-        }
-        println!();
-        println!(
-            "{run}: fastpath / host-device = {:.2} (target <= 0.80); fastpath - floor = {:.2} ms (target <= 3 ms); medians.",
-            fp.median.as_secs_f64() / hd.median.as_secs_f64(),
-            (fp.median.as_secs_f64() - fl.median.as_secs_f64()) * 1e3
+            "| {what} | {} | {} | {:+.2} ms | {:+.2} ms |",
+            ms(d.median),
+            ms(d.mean),
+            vs(d.median, floor.median),
+            vs(d.mean, floor.mean)
         );
     }
+    let (fp, hd, mv) = (stats[FASTPATH], stats[HOST_DEVICE], stats[MOVER]);
     println!();
-    println!("| 16 VFs ({rounds} rounds) | median |");
-    println!("|---|---|");
-    println!("| 16 concurrent fastpath ADDs (wall) | {} |", ms(conc));
-    println!(
-        "| 16 single moves in-process, one after another | {} |",
-        ms(singles)
-    );
-    println!(
-        "| 16 concurrent `ip link set` moves (wall) | {} |",
-        ms(ip_conc)
-    );
-    println!();
-    println!(
-        "concurrent ADDs / single moves = {:.2} (target <= 1.2); concurrent `ip` / single moves = {:.2}.",
-        conc.as_secs_f64() / singles.as_secs_f64(),
-        ip_conc.as_secs_f64() / singles.as_secs_f64()
-    );
+    for (stat, pick) in [
+        ("medians", (|s: Stat| s.median) as fn(Stat) -> Duration),
+        ("means", |s: Stat| s.mean),
+    ] {
+        let ratio = |a: Stat, b: Stat| pick(a).as_secs_f64() / pick(b).as_secs_f64();
+        println!(
+            "{run}, {stat}: fastpath / host-device = {:.2} (target <= 0.80; minimal mover {:.2}); fastpath - floor = {:.2} ms (target <= 3 ms; minimal mover {:.2} ms).",
+            ratio(fp, hd),
+            ratio(mv, hd),
+            vs(pick(fp), pick(floor)),
+            vs(pick(mv), pick(floor)),
+        );
+    }
+}
+
+/// Medians of the concurrency phase, each from a settled start (spread
+/// over the tick like the settled cycles).
+struct Concurrency {
+    rounds: usize,
+    adds: Duration,
+    singles: Duration,
+    movers: Duration,
+}
+
+impl Concurrency {
+    fn print(&self) {
+        println!();
+        println!("| 16 VFs ({} rounds) | median |", self.rounds);
+        println!("|---|---|");
+        println!("| 16 concurrent fastpath ADDs (wall) | {} |", ms(self.adds));
+        println!(
+            "| 16 single moves in-process, one after another | {} |",
+            ms(self.singles)
+        );
+        println!(
+            "| 16 concurrent minimal movers, move+rename+up (wall) | {} |",
+            ms(self.movers)
+        );
+        println!();
+        println!(
+            "concurrent ADDs / single moves = {:.2} (target <= 1.2); concurrent minimal movers / single moves = {:.2}.",
+            self.adds.as_secs_f64() / self.singles.as_secs_f64(),
+            self.movers.as_secs_f64() / self.singles.as_secs_f64()
+        );
+    }
+}
+
+/// 16 concurrent ADDs on 16 VFs, 16 in-process single moves one after
+/// another, and 16 concurrent minimal movers, `rounds` times each.
+fn concurrency(bed: &Bed, fastpath: &str, host: &NetNs, pod: &NetNs, rounds: usize) -> Concurrency {
+    let (mut adds, mut singles, mut movers) = (Vec::new(), Vec::new(), Vec::new());
+    let pod_path = bed.netns_path();
+    let pod_path = pod_path.to_str().unwrap();
+    for r in 0..rounds {
+        std::thread::sleep(SETTLE + design::phase_offset(3 * r));
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for i in 1..=CONCURRENT {
+                s.spawn(move || {
+                    bed.exec(
+                        fastpath,
+                        "ADD",
+                        &format!("r{r}v{i}"),
+                        &format!("net{i}"),
+                        &bed.fastpath_conf(i),
+                    );
+                });
+            }
+        });
+        adds.push(t.elapsed());
+        for i in 1..=CONCURRENT {
+            bed.exec(
+                fastpath,
+                "DEL",
+                &format!("r{r}v{i}"),
+                &format!("net{i}"),
+                &bed.fastpath_conf(i),
+            );
+        }
+        // 16 single moves, one after the other, then back (not timed).
+        let mut nl = Netlink::open().unwrap();
+        std::thread::sleep(SETTLE + design::phase_offset(3 * r + 1));
+        let t = Instant::now();
+        for i in 1..=CONCURRENT {
+            let l = nl.require_link(&bed.veths[i]).unwrap();
+            nl.move_to_netns(&l, pod.raw_fd(), &format!("net{i}"))
+                .unwrap();
+        }
+        singles.push(t.elapsed());
+        bed.move_all_home(host, pod);
+        // 16 concurrent minimal movers: what the process model alone costs.
+        std::thread::sleep(SETTLE + design::phase_offset(3 * r + 2));
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for i in 1..=CONCURRENT {
+                let (mover, name) = (bed.mover.to_str().unwrap(), format!("net{i}"));
+                s.spawn(move || run(mover, &["-", &bed.veths[i], pod_path, &name, "up"]));
+            }
+        });
+        movers.push(t.elapsed());
+        bed.move_all_home(host, pod);
+    }
+    Concurrency {
+        rounds,
+        adds: median(&mut adds),
+        singles: median(&mut singles),
+        movers: median(&mut movers),
+    }
 }
