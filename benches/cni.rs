@@ -7,12 +7,13 @@
 //! done in-process, (d) a minimal static C program (`cni/mover.c`), exec'd
 //! once for the ADD's kernel work (move, rename and up in one message) and
 //! once for the DEL's (the move back), and (e) the same two messages as
-//! (d), sent in-process. (d) is the least any exec'd plugin can cost;
-//! (e) - (c) is what setting the link up costs the move back. The cycles
-//! run twice: back to back, and settled (idle before each, for a time
-//! spread over the tick period), since what ran just before a move, and
-//! where in the tick it starts, change how long the kernel makes it wait
-//! (`cni/design.rs`). Then 16 concurrent fastpath ADDs on 16 VFs against
+//! (d), sent in-process. (d) is the least an exec'd plugin can do; (e)
+//! beside (c) shows, roughly and settled, what leaving the link up costs
+//! (it is opened in the ADD's message and closed inside the move back).
+//! The cycles run twice: back to back, and settled (idle before each, for
+//! a time spread over the tick period), since what ran just before a
+//! move, and where in the tick it starts, change how long the kernel
+//! makes it wait (`cni/design.rs`). Then 16 concurrent fastpath ADDs on 16 VFs against
 //! 16 single moves and against 16 concurrent minimal movers, each timed
 //! from a settled start. Prints medians, means and ratios as Markdown.
 
@@ -101,9 +102,9 @@ fn mover_cycle(bed: &Bed, name: &str) {
     let mover = bed.mover.to_str().unwrap();
     let pod = bed.netns_path();
     let pod = pod.to_str().unwrap();
-    let home = format!("/run/netns/{}", bed.home);
+    let home = bed.home_path();
     run(mover, &["-", name, pod, "net1", "up"]);
-    run(mover, &[pod, "net1", &home, name, "-"]);
+    run(mover, &[pod, "net1", home.to_str().unwrap(), name, "-"]);
 }
 
 /// What one cycle runs: the plugin binaries and the floor's namespaces.
@@ -130,45 +131,42 @@ const FLOOR: usize = 2;
 const MOVER: usize = 3;
 const FLOOR_UP: usize = 4;
 
-/// One ADD+DEL cycle by each tool, `iters` times. The order changes
-/// every iteration, following a Williams design (`orders`), so each tool
-/// follows each other one equally often: a netns move waits for RCU
-/// callbacks queued just before it (such as a plugin process's exit), and
-/// a fixed order would hand that cost to whichever ran after the heaviest
-/// exit. With `settle`, each cycle starts after that long plus its phase
-/// offset.
+/// `iters` ADD+DEL cycles by each tool, in the order of `seq` (see
+/// [`design::sequence`]), round and round: each tool comes right after
+/// each other one equally often, also across passes. A netns move waits
+/// for RCU callbacks queued just before it (such as a plugin process's
+/// exit), and a fixed order would hand that cost to whichever ran after
+/// the heaviest exit. With `settle`, each cycle starts after that long
+/// plus the tool's next phase offset.
 fn cycles(
     bed: &Bed,
     t: &Tools,
-    orders: &[Vec<usize>],
+    seq: &[usize],
     iters: usize,
     settle: Option<Duration>,
 ) -> [Stat; TOOLS] {
     let mut runs: [Vec<Duration>; TOOLS] = Default::default();
-    let mut k = 0;
-    for i in 0..iters {
-        let c = format!("c{i}");
-        for &which in &orders[i % orders.len()] {
-            if let Some(settle) = settle {
-                std::thread::sleep(settle + design::phase_offset(k));
-                k += 1;
-            }
-            let start = Instant::now();
-            match which {
-                FASTPATH => {
-                    bed.exec(t.fastpath, "ADD", &c, "net1", &bed.fastpath_conf(0));
-                    bed.exec(t.fastpath, "DEL", &c, "net1", &bed.fastpath_conf(0));
-                }
-                HOST_DEVICE => {
-                    bed.exec(t.host_device, "ADD", &c, "net1", t.hd_conf);
-                    bed.exec(t.host_device, "DEL", &c, "net1", t.hd_conf);
-                }
-                FLOOR => floor_cycle(t.host, t.pod, t.v0),
-                MOVER => mover_cycle(bed, t.v0),
-                _ => floor_up_cycle(t.host, t.pod, t.v0),
-            }
-            runs[which].push(start.elapsed());
+    for (n, &which) in seq.iter().cycle().take(iters * TOOLS).enumerate() {
+        if let Some(settle) = settle {
+            std::thread::sleep(settle + design::phase_offset(runs[which].len()));
         }
+        let c = format!("c{n}");
+        let start = Instant::now();
+        match which {
+            FASTPATH => {
+                bed.exec(t.fastpath, "ADD", &c, "net1", &bed.fastpath_conf(0));
+                bed.exec(t.fastpath, "DEL", &c, "net1", &bed.fastpath_conf(0));
+            }
+            HOST_DEVICE => {
+                bed.exec(t.host_device, "ADD", &c, "net1", t.hd_conf);
+                bed.exec(t.host_device, "DEL", &c, "net1", t.hd_conf);
+            }
+            FLOOR => floor_cycle(t.host, t.pod, t.v0),
+            MOVER => mover_cycle(bed, t.v0),
+            FLOOR_UP => floor_up_cycle(t.host, t.pod, t.v0),
+            _ => unreachable!("tool {which}"),
+        }
+        runs[which].push(start.elapsed());
     }
     runs.map(stat)
 }
@@ -177,15 +175,16 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let orders = design::williams(TOOLS);
-    design::assert_balanced(&orders, TOOLS);
-    // Whole passes through the design, so that the balance holds.
+    let seq = design::sequence(TOOLS);
+    design::assert_balanced(&seq, TOOLS);
+    // Whole passes through the sequence (each tool occurs TOOLS - 1
+    // times in one), so that the balance holds.
     let iters = std::env::var("FASTPATH_BENCH_ITERS")
         .ok()
         .and_then(|s| s.parse::<usize>().ok())
         .unwrap_or(20)
         .max(1)
-        .next_multiple_of(orders.len());
+        .next_multiple_of(TOOLS - 1);
     // hack/bench.d/cni measures the binary as it ships (hack/build-release);
     // `cargo bench` alone measures cargo's own build of it.
     let fastpath_bin = std::env::var("FASTPATH_BENCH_BIN")
@@ -214,8 +213,8 @@ fn main() {
         pod: &pod,
         v0: &v0,
     };
-    let back_to_back = cycles(&bed, &tools, &orders, iters, None);
-    let settled = cycles(&bed, &tools, &orders, iters, Some(SETTLE));
+    let back_to_back = cycles(&bed, &tools, &seq, iters, None);
+    let settled = cycles(&bed, &tools, &seq, iters, Some(SETTLE));
     let concurrent = concurrency(&bed, fastpath, &host, &pod, iters.div_ceil(4).max(3));
 
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
@@ -231,8 +230,7 @@ fn main() {
         })
         .unwrap_or_default();
     println!(
-        "`hack/bench.d/cni`: {iters} cycles per tool in each run, order balanced (Williams design, {} orders), kernel {}, {} CPUs, state dir {} ({fs}), binary {fastpath}.",
-        orders.len(),
+        "`hack/bench.d/cni`: {iters} cycles per tool in each run, in a cyclic order where each tool follows each other once ({seq:?}), kernel {}, {} CPUs, state dir {} ({fs}), binary {fastpath}.",
         kernel.trim(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         bed.state.path().display()
@@ -302,7 +300,8 @@ fn print_cycles(run: &str, stats: &[Stat; TOOLS]) {
 }
 
 /// Medians of the concurrency phase, each from a settled start (spread
-/// over the tick like the settled cycles).
+/// over the tick like the settled cycles; each of the three phases takes
+/// the offsets in the same order).
 struct Concurrency {
     rounds: usize,
     adds: Duration,
@@ -340,7 +339,7 @@ fn concurrency(bed: &Bed, fastpath: &str, host: &NetNs, pod: &NetNs, rounds: usi
     let pod_path = bed.netns_path();
     let pod_path = pod_path.to_str().unwrap();
     for r in 0..rounds {
-        std::thread::sleep(SETTLE + design::phase_offset(3 * r));
+        std::thread::sleep(SETTLE + design::phase_offset(r));
         let t = Instant::now();
         std::thread::scope(|s| {
             for i in 1..=CONCURRENT {
@@ -367,7 +366,7 @@ fn concurrency(bed: &Bed, fastpath: &str, host: &NetNs, pod: &NetNs, rounds: usi
         }
         // 16 single moves, one after the other, then back (not timed).
         let mut nl = Netlink::open().unwrap();
-        std::thread::sleep(SETTLE + design::phase_offset(3 * r + 1));
+        std::thread::sleep(SETTLE + design::phase_offset(r));
         let t = Instant::now();
         for i in 1..=CONCURRENT {
             let l = nl.require_link(&bed.veths[i]).unwrap();
@@ -377,7 +376,7 @@ fn concurrency(bed: &Bed, fastpath: &str, host: &NetNs, pod: &NetNs, rounds: usi
         singles.push(t.elapsed());
         bed.move_all_home(host, pod);
         // 16 concurrent minimal movers: what the process model alone costs.
-        std::thread::sleep(SETTLE + design::phase_offset(3 * r + 2));
+        std::thread::sleep(SETTLE + design::phase_offset(r));
         let t = Instant::now();
         std::thread::scope(|s| {
             for i in 1..=CONCURRENT {

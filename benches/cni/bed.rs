@@ -1,5 +1,6 @@
-//! The bench's test bed: a pod and a far netns, 17 veth stand-ins for
-//! VFs behind a fake sysfs tree, a state dir, and baseline (d)'s binary.
+//! The bench's test bed: a pod netns, a far one for the veth peers, the
+//! bench's own netns attached as `home`, 17 veth stand-ins for VFs behind
+//! a fake sysfs tree, a state dir, and baseline (d)'s binary.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -31,7 +32,7 @@ pub struct Bed {
     far: String,
     /// The bench's own netns under /run/netns, so that baseline (d), run
     /// in the pod, can open it as the destination of the move back.
-    pub home: String,
+    home: String,
     pub veths: Vec<String>,
     sysfs: tempfile::TempDir,
     pub state: tempfile::TempDir,
@@ -69,7 +70,8 @@ impl Bed {
                 Ok(base) => tempfile::tempdir_in(base).unwrap(),
                 Err(_) => tempfile::tempdir_in("/var/tmp").unwrap(),
             },
-            tools: tempfile::tempdir().unwrap(),
+            // Under target/, not /tmp, which may be mounted noexec.
+            tools: tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap(),
             mover: PathBuf::new(),
         };
         bed.mover = bed.tools.path().join("mover");
@@ -117,6 +119,11 @@ impl Bed {
 
     pub fn netns_path(&self) -> PathBuf {
         Path::new("/run/netns").join(&self.pod)
+    }
+
+    /// The bench's own netns, as the pod side names it.
+    pub fn home_path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.home)
     }
 
     pub fn exec(&self, bin: &str, cmd: &str, container: &str, ifname: &str, conf: &Value) {

@@ -2,7 +2,7 @@
  * The least an exec'd CNI plugin can do: one RTM_NEWLINK that moves a
  * link into a network namespace, renames it and optionally sets it up,
  * and nothing else (no config, no records, no locks). Built static by
- * benches/cni.rs, so that only the exec and libc's start stand between
+ * benches/cni/bed.rs, so that only the exec and libc's start stand between
  * the runtime and the kernel; baseline (d) of hack/bench.d/cni.
  *
  * usage: mover RUN_IN_NETNS|- IFNAME TARGET_NETNS NEW_NAME up|-
@@ -38,7 +38,8 @@ static void put_attr(struct nlmsghdr *h, unsigned short type, const void *data, 
 
 int main(int argc, char **argv)
 {
-	if (argc != 6 || strlen(argv[4]) >= IFNAMSIZ) {
+	if (argc != 6 || strlen(argv[4]) >= IFNAMSIZ ||
+	    (strcmp(argv[5], "up") != 0 && strcmp(argv[5], "-") != 0)) {
 		fprintf(stderr, "usage: mover RUN_IN_NETNS|- IFNAME TARGET_NETNS NEW_NAME up|-\n");
 		return 2;
 	}
@@ -79,11 +80,14 @@ int main(int argc, char **argv)
 
 	if (send(sock, &req, req.h.nlmsg_len, 0) < 0)
 		return fail("send", errno);
-	char reply[1024];
-	ssize_t n = recv(sock, reply, sizeof(reply), 0);
-	if (n < (ssize_t)NLMSG_LENGTH(sizeof(struct nlmsgerr)))
+	union {
+		struct nlmsghdr h;
+		char buf[1024];
+	} reply;
+	ssize_t n = recv(sock, &reply, sizeof(reply), 0);
+	if (n < (ssize_t)NLMSG_LENGTH(sizeof(struct nlmsgerr)) || reply.h.nlmsg_type != NLMSG_ERROR)
 		return fail("recv", n < 0 ? errno : EPROTO);
-	struct nlmsgerr *err = NLMSG_DATA((struct nlmsghdr *)reply);
+	struct nlmsgerr *err = NLMSG_DATA(&reply.h);
 	if (err->error != 0)
 		return fail("RTM_NEWLINK", -err->error);
 	return 0;
