@@ -107,8 +107,8 @@ pub fn add(env: &CniEnv, conf: &Config, hook: &dyn StepHook) -> CniResult<Value>
     // Wholly on disk, directory entry included, before the first change.
     // The directory's fsync used to run on a helper thread during the
     // move; that thread's exit set off an RCU grace period the move then
-    // had to wait out (docs/PERFORMANCE.md, "The record's directory is
-    // fsynced before the move").
+    // had to wait out (docs/PERFORMANCE-CNI-HISTORY.md, "The record's
+    // directory is fsynced before the move").
     if let Err(e) = records::save(&env.state_dir, &record, Durability::Full) {
         // Nothing has changed yet: a record left behind (a failed
         // directory fsync comes after the rename) would only make a retry

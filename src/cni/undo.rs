@@ -99,9 +99,9 @@ fn undo_in_pod(nl: &mut Netlink, steps: &[&Step], ctx: &UndoCtx, host: &NetNs) -
                 .iter()
                 .try_for_each(|a| nl.del_address(&link, a.ip, a.prefix)),
             // The move home closes the device (the kernel's netns change
-            // starts with dev_close). A separate "down" first measured
-            // neither faster nor slower (docs/PERFORMANCE.md, "CNI
-            // ADD/DEL"), so none is sent.
+            // starts with dev_close). A separate "down" first showed no
+            // consistent gain over 20 A/B pairs (docs/PERFORMANCE.md,
+            // "CNI ADD/DEL"), so none is sent.
             Step::Up => Ok(()),
             Step::SetMtu(_) => match rec.original.mtu {
                 Some(m) => nl.set_mtu(&link, m),
