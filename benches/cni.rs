@@ -59,17 +59,23 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-/// (c) In-process: host -> pod (renamed) and pod -> host (renamed back).
-fn floor_cycle(host: &NetNs, pod: &NetNs, name: &str) {
-    let mut nl = Netlink::open().unwrap();
-    let link = nl.require_link(name).unwrap();
-    nl.move_to_netns(&link, pod.raw_fd(), "net1").unwrap();
+/// The DEL half of (c) and (e), in-process: `net1` from the pod back to
+/// the host as `name`.
+fn move_back(host: &NetNs, pod: &NetNs, name: &str) {
     pod.run(|| {
         let mut nl = Netlink::open().unwrap();
         let l = nl.require_link("net1").unwrap();
         nl.move_to_netns(&l, host.raw_fd(), name).unwrap();
     })
     .unwrap();
+}
+
+/// (c) In-process: host -> pod (renamed) and pod -> host (renamed back).
+fn floor_cycle(host: &NetNs, pod: &NetNs, name: &str) {
+    let mut nl = Netlink::open().unwrap();
+    let link = nl.require_link(name).unwrap();
+    nl.move_to_netns(&link, pod.raw_fd(), "net1").unwrap();
+    move_back(host, pod, name);
 }
 
 /// (e) In-process, the messages of (d): move, rename and up in one
@@ -87,12 +93,7 @@ fn floor_up_cycle(host: &NetNs, pod: &NetNs, name: &str) {
         format!("moving {name} up")
     })
     .unwrap();
-    pod.run(|| {
-        let mut nl = Netlink::open().unwrap();
-        let l = nl.require_link("net1").unwrap();
-        nl.move_to_netns(&l, host.raw_fd(), name).unwrap();
-    })
-    .unwrap();
+    move_back(host, pod, name);
 }
 
 /// (d) The minimal exec'd plugin: the ADD's kernel work (move, rename, up

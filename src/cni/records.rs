@@ -218,7 +218,7 @@ pub fn write_durably(path: &Path, bytes: &[u8]) -> CniResult<()> {
 }
 
 /// fsyncs a directory, making renames and removals in it durable.
-pub fn sync_dir(dir: &Path) -> CniResult<()> {
+fn sync_dir(dir: &Path) -> CniResult<()> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| CniError::io(format!("syncing {}", dir.display()), e))
