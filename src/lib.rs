@@ -5,8 +5,10 @@
 
 pub mod agent;
 pub mod cli;
+pub mod cluster;
 pub mod cni;
 pub mod doctor;
+pub mod dra;
 pub mod fault;
 pub mod install;
 pub mod inventory;
