@@ -13,11 +13,14 @@
 //! ```
 
 pub mod apply;
+pub mod dir;
 mod http;
 pub mod log;
+mod object;
 pub mod registry;
 pub mod select;
 pub mod store;
+mod stream;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -428,3 +428,71 @@ async fn unregistered_resources_are_404_like_absent_crds() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn streaming_list_watcher_gets_initial_events_then_changes() {
+    let server = FakeApiServer::start().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client(&server), "ns");
+    api.create(&PostParams::default(), &cm("one", &[]))
+        .await
+        .unwrap();
+    let cfg = watcher::Config::default().streaming_lists().timeout(30);
+    let mut events = watcher(api.clone(), cfg).boxed();
+    let mut next = async || tokio::time::timeout(Duration::from_secs(10), events.try_next()).await;
+    assert!(matches!(
+        next().await.unwrap().unwrap(),
+        Some(watcher::Event::Init)
+    ));
+    assert!(
+        matches!(next().await.unwrap().unwrap(), Some(watcher::Event::InitApply(c)) if c.metadata.name.as_deref() == Some("one"))
+    );
+    assert!(matches!(
+        next().await.unwrap().unwrap(),
+        Some(watcher::Event::InitDone)
+    ));
+    api.create(&PostParams::default(), &cm("two", &[]))
+        .await
+        .unwrap();
+    assert!(
+        matches!(next().await.unwrap().unwrap(), Some(watcher::Event::Apply(c)) if c.metadata.name.as_deref() == Some("two"))
+    );
+    assert_eq!(server.count("list", "configmaps"), 0);
+}
+
+#[tokio::test]
+async fn the_event_recorder_creates_then_patches_a_series() {
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let server = FakeApiServer::start().await.unwrap();
+    let reporter = Reporter {
+        controller: "fastpath".into(),
+        instance: Some("node-a".into()),
+    };
+    let recorder = Recorder::new(client(&server), reporter);
+    let node = ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Node".into()),
+        name: Some("node-a".into()),
+        ..Default::default()
+    };
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "PolicyApplied".into(),
+        note: Some("4 VFs on ens1f0".into()),
+        action: "Provision".into(),
+        secondary: None,
+    };
+    recorder.publish(&ev, &node).await.unwrap();
+    recorder.publish(&ev, &node).await.unwrap();
+    let stored = server.list("events.k8s.io/v1", "Event");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["reason"], "PolicyApplied");
+    assert_eq!(stored[0]["series"]["count"], 2);
+    assert_eq!(
+        (
+            server.count("create", "events"),
+            server.count("patch", "events")
+        ),
+        (1, 1)
+    );
+}
