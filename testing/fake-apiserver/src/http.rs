@@ -19,7 +19,7 @@ use crate::apply::Scope;
 use crate::log::Request as Logged;
 use crate::registry::ResourceType;
 use crate::select::Selector;
-use crate::store::{PatchBody, StoreError};
+use crate::store::{By, PatchBody, StoreError};
 
 /// The response body: whole or streamed.
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -271,6 +271,13 @@ impl Ctx {
         self.route.namespace.as_deref()
     }
 
+    fn by<'a>(&'a self, now: &'a str) -> By<'a> {
+        By {
+            manager: &self.manager,
+            now,
+        }
+    }
+
     fn name(&self) -> &str {
         self.route.name.as_deref().unwrap_or("")
     }
@@ -289,10 +296,9 @@ impl Ctx {
         let key = crate::store::Key::new(&self.rt, self.ns(), self.name());
         match self.shared.store().get(&key) {
             Some(v) => json_response(StatusCode::OK, v),
-            None => store_failure(StoreError::NotFound(format!(
-                "{} {:?}",
-                self.rt.plural,
-                self.name()
+            None => store_failure(StoreError::NotFound(crate::store::Store::what(
+                &self.rt,
+                self.name(),
             ))),
         }
     }
@@ -325,10 +331,17 @@ impl Ctx {
     fn write(&self, verb: &str, content_type: &str, body: &[u8]) -> hyper::Response<Body> {
         let now = crate::now();
         let result = match verb {
-            "create" => parse_json(body).and_then(|obj| {
+            "create" => parse_json(body).and_then(|mut obj| {
+                // Status is the controllers' to write through /status; a
+                // create sets none, as on the real server.
+                if self.rt.status
+                    && let Some(m) = obj.as_object_mut()
+                {
+                    m.remove("status");
+                }
                 self.shared
                     .store()
-                    .create(&self.rt, self.ns(), obj, &self.manager, &now)
+                    .create(&self.rt, self.ns(), obj, self.by(&now))
             }),
             "update" => parse_json(body).and_then(|obj| {
                 self.shared.store().update(
@@ -337,8 +350,7 @@ impl Ctx {
                     self.name(),
                     obj,
                     self.scope,
-                    &self.manager,
-                    &now,
+                    self.by(&now),
                 )
             }),
             _ => match self.patch_body(content_type, body) {
@@ -348,8 +360,7 @@ impl Ctx {
                     self.name(),
                     p,
                     self.scope,
-                    &self.manager,
-                    &now,
+                    self.by(&now),
                 ),
                 Err((code, reason, msg)) => return failure(code, reason, msg),
             },

@@ -137,6 +137,16 @@ pub enum PatchBody {
     Json(json_patch::Patch),
 }
 
+/// Who makes a write and when: the field manager and the request time
+/// (RFC 3339).
+#[derive(Debug, Clone, Copy)]
+pub struct By<'a> {
+    /// The field manager.
+    pub manager: &'a str,
+    /// The request time.
+    pub now: &'a str,
+}
+
 /// All objects and their history.
 pub struct Store {
     /// The served types.
@@ -199,7 +209,8 @@ impl Store {
         (items, self.rv)
     }
 
-    fn what(rt: &ResourceType, name: &str) -> String {
+    /// How error messages name an object (`resourceslices.resource.k8s.io "x"`).
+    pub fn what(rt: &ResourceType, name: &str) -> String {
         if rt.group.is_empty() {
             format!("{} {name:?}", rt.plural)
         } else {
@@ -213,8 +224,7 @@ impl Store {
         rt: &ResourceType,
         ns: Option<&str>,
         mut obj: Value,
-        manager: &str,
-        now: &str,
+        by: By<'_>,
     ) -> Result<Value, StoreError> {
         check_identity(rt, ns, None, &mut obj)?;
         let mut name = str_at(&obj, "/metadata/name");
@@ -232,17 +242,12 @@ impl Store {
         if self.objects.contains_key(&key) {
             return Err(StoreError::AlreadyExists(Self::what(rt, &name)));
         }
-        apply::record_update(
-            None,
-            &mut obj,
-            op(&rt.api_version(), manager, now, main(rt)),
-        );
-        Ok(self.commit(rt, key, None, obj, now))
+        apply::record_update(None, &mut obj, op(&rt.api_version(), by, main(rt)));
+        Ok(self.commit(rt, key, None, obj, by.now))
     }
 
     /// Replaces an object (PUT) in `scope`; a set resourceVersion must be
     /// the current one.
-    #[allow(clippy::too_many_arguments)]
     pub fn update(
         &mut self,
         rt: &ResourceType,
@@ -250,8 +255,7 @@ impl Store {
         name: &str,
         mut obj: Value,
         scope: Scope,
-        manager: &str,
-        now: &str,
+        by: By<'_>,
     ) -> Result<Value, StoreError> {
         check_identity(rt, ns, Some(name), &mut obj)?;
         let key = Key::new(rt, ns, name);
@@ -265,16 +269,11 @@ impl Store {
             return Err(StoreError::Stale(Self::what(rt, name)));
         }
         let mut new = confine(&old, &obj, scope);
-        apply::record_update(
-            Some(&old),
-            &mut new,
-            op(&rt.api_version(), manager, now, scope),
-        );
-        Ok(self.commit(rt, key, Some(old), new, now))
+        apply::record_update(Some(&old), &mut new, op(&rt.api_version(), by, scope));
+        Ok(self.commit(rt, key, Some(old), new, by.now))
     }
 
     /// Patches an object (PATCH) in `scope`; apply creates a missing one.
-    #[allow(clippy::too_many_arguments)]
     pub fn patch(
         &mut self,
         rt: &ResourceType,
@@ -282,8 +281,7 @@ impl Store {
         name: &str,
         body: PatchBody,
         scope: Scope,
-        manager: &str,
-        now: &str,
+        by: By<'_>,
     ) -> Result<Value, StoreError> {
         let key = Key::new(rt, ns, name);
         let old = self.objects.get(&key).cloned();
@@ -301,51 +299,25 @@ impl Store {
                 {
                     return Err(StoreError::Stale(what()));
                 }
-                apply::apply(
-                    old.as_ref(),
-                    &obj,
-                    op(&rt.api_version(), manager, now, scope),
-                    force,
-                )
-                .map_err(StoreError::ApplyConflict)?
+                apply::apply(old.as_ref(), &obj, op(&rt.api_version(), by, scope), force)
+                    .map_err(StoreError::ApplyConflict)?
             }
-            PatchBody::Merge(p) => {
+            PatchBody::Merge(_) | PatchBody::Json(_) => {
                 let o = old.as_ref().ok_or_else(|| StoreError::NotFound(what()))?;
                 let mut patched = o.clone();
-                json_patch::merge(&mut patched, &p);
-                self.patched(rt, ns, name, o, patched, scope, manager, now)?
-            }
-            PatchBody::Json(p) => {
-                let o = old.as_ref().ok_or_else(|| StoreError::NotFound(what()))?;
-                let mut patched = o.clone();
-                json_patch::patch(&mut patched, &p)
-                    .map_err(|e| StoreError::Invalid(format!("json patch: {e}")))?;
-                self.patched(rt, ns, name, o, patched, scope, manager, now)?
+                match body {
+                    PatchBody::Merge(p) => json_patch::merge(&mut patched, &p),
+                    PatchBody::Json(p) => json_patch::patch(&mut patched, &p)
+                        .map_err(|e| StoreError::Invalid(format!("json patch: {e}")))?,
+                    PatchBody::Apply { .. } => {}
+                }
+                check_identity(rt, ns, Some(name), &mut patched)?;
+                let mut new = confine(o, &patched, scope);
+                apply::record_update(Some(o), &mut new, op(&rt.api_version(), by, scope));
+                new
             }
         };
-        Ok(self.commit(rt, key, old, new, now))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn patched(
-        &self,
-        rt: &ResourceType,
-        ns: Option<&str>,
-        name: &str,
-        old: &Value,
-        mut patched: Value,
-        scope: Scope,
-        manager: &str,
-        now: &str,
-    ) -> Result<Value, StoreError> {
-        check_identity(rt, ns, Some(name), &mut patched)?;
-        let mut new = confine(old, &patched, scope);
-        apply::record_update(
-            Some(old),
-            &mut new,
-            op(&rt.api_version(), manager, now, scope),
-        );
-        Ok(new)
+        Ok(self.commit(rt, key, old, new, by.now))
     }
 
     /// Deletes an object; returns it as it was.
@@ -488,11 +460,11 @@ fn main(rt: &ResourceType) -> Scope {
     }
 }
 
-fn op<'a>(api_version: &'a str, manager: &'a str, now: &'a str, scope: Scope) -> Op<'a> {
+fn op<'a>(api_version: &'a str, by: By<'a>, scope: Scope) -> Op<'a> {
     Op {
-        manager,
+        manager: by.manager,
         scope,
         api_version,
-        now,
+        now: by.now,
     }
 }

@@ -225,6 +225,29 @@ async fn server_side_apply_tracks_owners_conflicts_and_force() {
 }
 
 #[tokio::test]
+async fn create_drops_status_and_strategic_merge_is_refused_as_unsupported() {
+    let server = FakeApiServer::start().await.unwrap();
+    let nodes: Api<Node> = Api::all(client(&server));
+    let mut n = Node::default();
+    n.metadata.name = Some("n1".into());
+    n.status = Some(NodeStatus {
+        phase: Some("Running".into()),
+        ..Default::default()
+    });
+    let made = nodes.create(&PostParams::default(), &n).await.unwrap();
+    assert_eq!(made.status, None);
+    let e = nodes
+        .patch(
+            "n1",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"metadata": {"labels": {"a": "b"}}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(e), (415, "UnsupportedMediaType".to_string()));
+}
+
+#[tokio::test]
 async fn status_subresource_changes_only_status() {
     let server = FakeApiServer::start().await.unwrap();
     server

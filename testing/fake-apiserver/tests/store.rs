@@ -2,11 +2,14 @@
 //! scope, and history compaction.
 
 use fake_apiserver::apply::Scope;
-use fake_apiserver::store::{ChangeType, PatchBody, Store};
+use fake_apiserver::store::{By, ChangeType, PatchBody, Store};
 use fake_apiserver::{Registry, StoreError};
 use serde_json::json;
 
-const NOW: &str = "2026-01-01T00:00:00Z";
+const BY: By = By {
+    manager: "m",
+    now: "2026-01-01T00:00:00Z",
+};
 
 #[test]
 fn versions_generation_and_no_op_writes() {
@@ -25,8 +28,7 @@ fn versions_generation_and_no_op_writes() {
             &rt,
             ns,
             json!({"metadata": {"name": "p"}, "spec": {"numVfs": 4}}),
-            "m",
-            NOW,
+            BY,
         )
         .unwrap();
     assert_eq!(
@@ -46,8 +48,7 @@ fn versions_generation_and_no_op_writes() {
             "p",
             json!({"metadata": {"name": "p"}, "spec": {"numVfs": 4}}),
             main,
-            "m",
-            NOW,
+            BY,
         )
         .unwrap();
     assert_eq!(s.resource_version(), rv);
@@ -64,8 +65,7 @@ fn versions_generation_and_no_op_writes() {
             "p",
             PatchBody::Merge(json!({"status": {"syncStatus": "Succeeded"}, "spec": {"numVfs": 9}})),
             Scope::Status,
-            "m",
-            NOW,
+            BY,
         )
         .unwrap();
     assert_eq!(
@@ -84,8 +84,7 @@ fn versions_generation_and_no_op_writes() {
             "p",
             PatchBody::Merge(json!({"spec": {"numVfs": 8}, "status": null})),
             main,
-            "m",
-            NOW,
+            BY,
         )
         .unwrap();
     assert_eq!(
@@ -99,17 +98,53 @@ fn versions_generation_and_no_op_writes() {
     // A stale version is refused, a body naming another object too.
     let stale = json!({"metadata": {"name": "p", "resourceVersion": made["metadata"]["resourceVersion"]}, "spec": {}});
     assert!(matches!(
-        s.update(&rt, ns, "p", stale, main, "m", NOW),
+        s.update(&rt, ns, "p", stale, main, BY),
         Err(StoreError::Stale(_))
     ));
     let other = json!({"metadata": {"name": "q"}});
     assert!(
-        matches!(s.update(&rt, ns, "p", other, main, "m", NOW), Err(StoreError::Invalid(m)) if m.contains("\"q\""))
+        matches!(s.update(&rt, ns, "p", other, main, BY), Err(StoreError::Invalid(m)) if m.contains("\"q\""))
     );
     assert!(matches!(
-        s.create(&rt, ns, json!({"metadata": {}}), "m", NOW),
+        s.create(&rt, ns, json!({"metadata": {}}), BY),
         Err(StoreError::Invalid(_))
     ));
+}
+
+#[test]
+fn json_patches_apply_in_order_and_a_failing_one_changes_nothing() {
+    let mut s = Store::new(Registry::default());
+    let rt = s.registry.by_kind("v1", "ConfigMap").unwrap().clone();
+    let ns = Some("ns");
+    let main = Scope::Main {
+        status_subresource: false,
+    };
+    s.create(
+        &rt,
+        ns,
+        json!({"metadata": {"name": "c"}, "data": {"a": "1"}}),
+        BY,
+    )
+    .unwrap();
+    let ops = |v| PatchBody::Json(serde_json::from_value(v).unwrap());
+    let ok = ops(
+        json!([{"op": "add", "path": "/data/b", "value": "2"}, {"op": "remove", "path": "/data/a"}]),
+    );
+    let c = s.patch(&rt, ns, "c", ok, main, BY).unwrap();
+    assert_eq!(c["data"], json!({"b": "2"}));
+    let rv = s.resource_version();
+    let bad = ops(
+        json!([{"op": "add", "path": "/data/x", "value": "1"}, {"op": "test", "path": "/data/b", "value": "9"}]),
+    );
+    assert!(matches!(
+        s.patch(&rt, ns, "c", bad, main, BY),
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(s.resource_version(), rv);
+    let missing = ops(json!([]));
+    assert!(
+        matches!(s.patch(&rt, ns, "nope", missing, main, BY), Err(StoreError::NotFound(m)) if m.contains("configmaps \"nope\""))
+    );
 }
 
 #[test]
@@ -117,7 +152,7 @@ fn watches_replay_history_until_it_is_compacted() {
     let mut s = Store::new(Registry::default());
     let rt = s.registry.by_kind("v1", "Node").unwrap().clone();
     let from = s.resource_version().to_string();
-    s.create(&rt, None, json!({"metadata": {"name": "a"}}), "m", NOW)
+    s.create(&rt, None, json!({"metadata": {"name": "a"}}), BY)
         .unwrap();
     s.delete(&rt, None, "a").unwrap();
     let (backlog, _) = s.watch(&rt, &from).unwrap();
