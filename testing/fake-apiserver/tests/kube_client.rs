@@ -519,3 +519,42 @@ async fn the_event_recorder_creates_then_patches_a_series() {
         (1, 1)
     );
 }
+
+#[tokio::test]
+async fn status_apply_on_a_custom_resource_leaves_spec_and_generation() {
+    let server = FakeApiServer::start().await.unwrap();
+    let gvk = GroupVersionKind::gvk("sriovnetwork.openshift.io", "v1", "SriovNetworkNodeState");
+    let ar = ApiResource::from_gvk_with_plural(&gvk, "sriovnetworknodestates");
+    server
+        .seed(json!({"apiVersion": "sriovnetwork.openshift.io/v1", "kind": "SriovNetworkNodeState",
+            "metadata": {"name": "node-a", "namespace": "sriov"}, "spec": {"interfaces": [{"name": "ens1f0", "numVfs": 4}]}}))
+        .unwrap();
+    let api: Api<DynamicObject> = Api::namespaced_with(client(&server), "sriov", &ar);
+    let status = json!({"apiVersion": "sriovnetwork.openshift.io/v1", "kind": "SriovNetworkNodeState",
+        "metadata": {"name": "node-a"}, "status": {"syncStatus": "Succeeded", "spec": "ignored"}, "spec": {"interfaces": []}});
+    let got = api
+        .patch_status(
+            "node-a",
+            &PatchParams::apply("fastpath"),
+            &Patch::Apply(&status),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.data["status"]["syncStatus"], "Succeeded");
+    assert_eq!(got.data["spec"]["interfaces"][0]["numVfs"], 4);
+    assert_eq!(got.metadata.generation, Some(1));
+    let owners = got.metadata.managed_fields.unwrap();
+    let mine = owners
+        .iter()
+        .find(|m| m.manager.as_deref() == Some("fastpath"))
+        .unwrap();
+    assert_eq!(mine.subresource.as_deref(), Some("status"));
+    // Applying to the main resource cannot set status.
+    let main = json!({"apiVersion": "sriovnetwork.openshift.io/v1", "kind": "SriovNetworkNodeState",
+        "metadata": {"name": "node-a"}, "status": {"syncStatus": "Failed"}});
+    let got = api
+        .patch("node-a", &PatchParams::apply("other"), &Patch::Apply(&main))
+        .await
+        .unwrap();
+    assert_eq!(got.data["status"]["syncStatus"], "Succeeded");
+}
