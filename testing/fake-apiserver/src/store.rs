@@ -82,6 +82,10 @@ pub struct Change {
     pub key: Key,
     /// The object after the change (before it, for a delete).
     pub obj: Value,
+    /// For a modification, the object before it: a watch with a selector
+    /// turns an object entering or leaving the selection into ADDED or
+    /// DELETED, as the real server does.
+    pub old: Option<Value>,
 }
 
 /// A store operation that failed, as the API server would refuse it.
@@ -335,7 +339,7 @@ impl Store {
         self.rv += 1;
         let mut obj = obj;
         obj["metadata"]["resourceVersion"] = Value::String(self.rv.to_string());
-        self.record(ChangeType::Deleted, key, obj.clone());
+        self.record(ChangeType::Deleted, key, obj.clone(), None);
         Ok(obj)
     }
 
@@ -382,16 +386,17 @@ impl Store {
             ChangeType::Added
         };
         self.objects.insert(key.clone(), new.clone());
-        self.record(kind, key, new.clone());
+        self.record(kind, key, new.clone(), old);
         new
     }
 
-    fn record(&mut self, kind: ChangeType, key: Key, obj: Value) {
+    fn record(&mut self, kind: ChangeType, key: Key, obj: Value, old: Option<Value>) {
         let change = Arc::new(Change {
             rv: self.rv,
             kind,
             key,
             obj,
+            old,
         });
         self.history.push(change.clone());
         // Nobody watching is not an error.
@@ -412,6 +417,7 @@ impl Store {
             kind: ChangeType::Bookmark,
             key: Key::new(&ResourceType::new("", "", "", "", false, false), None, ""),
             obj: Value::Null,
+            old: None,
         }));
     }
 
@@ -430,6 +436,7 @@ impl Store {
                         kind: ChangeType::Added,
                         key: k.clone(),
                         obj: v.clone(),
+                        old: None,
                     })
                 })
                 .collect();

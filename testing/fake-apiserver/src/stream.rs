@@ -65,13 +65,22 @@ impl Ctx {
                     return;
                 }
             };
-            let wanted = |c: &Change| {
-                c.key.group == rt.group
+            let selected = |v: &Value| labels.matches(v) && fields.matches(v);
+            // The event this watch sees for a change, if any.
+            let seen_as = |c: &Change| -> Option<ChangeType> {
+                let here = c.key.group == rt.group
                     && c.key.version == rt.version
                     && c.key.plural == rt.plural
-                    && ns.as_deref().is_none_or(|n| c.key.namespace == n)
-                    && labels.matches(&c.obj)
-                    && fields.matches(&c.obj)
+                    && ns.as_deref().is_none_or(|n| c.key.namespace == n);
+                let now_in = selected(&c.obj);
+                let was_in = c.old.as_ref().map(selected);
+                match (here, c.kind, was_in, now_in) {
+                    (false, ..) => None,
+                    (_, ChangeType::Modified, Some(false), true) => Some(ChangeType::Added),
+                    (_, ChangeType::Modified, Some(true), false) => Some(ChangeType::Deleted),
+                    (_, kind, _, true) => Some(kind),
+                    _ => None,
+                }
             };
             let event = |c: &Change| -> Option<Value> {
                 if c.kind == ChangeType::Bookmark {
@@ -81,7 +90,7 @@ impl Ctx {
                             "metadata": {"resourceVersion": c.rv.to_string()}}})
                     });
                 }
-                wanted(c).then(|| json!({"type": c.kind.wire(), "object": c.obj}))
+                seen_as(c).map(|kind| json!({"type": kind.wire(), "object": c.obj}))
             };
             for c in &backlog {
                 if let Some(e) = event(c)

@@ -377,6 +377,31 @@ async fn watches_send_bookmarks_and_honour_selectors() {
         .unwrap();
     assert!(matches!(ev, WatchEvent::Added(c) if c.metadata.name.as_deref() == Some("picked")));
 
+    // Leaving the selection is a DELETED, entering it an ADDED.
+    let mut c = api.get("picked").await.unwrap();
+    c.metadata.labels = Some(BTreeMap::from([("pick".into(), "no".into())]));
+    let c = api
+        .replace("picked", &PostParams::default(), &c)
+        .await
+        .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(matches!(ev, WatchEvent::Deleted(c) if c.metadata.name.as_deref() == Some("picked")));
+    let mut c = c;
+    c.metadata.labels = Some(BTreeMap::from([("pick".into(), "yes".into())]));
+    api.replace("picked", &PostParams::default(), &c)
+        .await
+        .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(matches!(ev, WatchEvent::Added(c) if c.metadata.name.as_deref() == Some("picked")));
+
     server.bookmark();
     let ev = tokio::time::timeout(Duration::from_secs(5), stream.next())
         .await
