@@ -214,7 +214,9 @@ pub async fn handle(
         Some("status") if rt.status => Scope::Status,
         Some(_) => return Ok(not_served(&path)),
     };
-    if !ns_ok || v.is_empty() || v == "deletecollection" {
+    // The status subresource has get, update and patch only.
+    let sub_ok = route.sub.is_none() || matches!(v, "get" | "update" | "patch");
+    if !ns_ok || !sub_ok || v.is_empty() || v == "deletecollection" {
         return Ok(not_served(&path));
     }
     let content_type = req

@@ -271,6 +271,18 @@ async fn status_subresource_changes_only_status() {
         .unwrap();
     assert_eq!(n.status.unwrap().phase.as_deref(), Some("Running"));
     assert_eq!(n.metadata.labels.unwrap()["a"], "c");
+
+    // The status subresource cannot be deleted or created.
+    for method in ["DELETE", "POST"] {
+        let req = http::Request::builder()
+            .method(method)
+            .uri("/api/v1/nodes/n1/status")
+            .body(Vec::new())
+            .unwrap();
+        let e = client(&server).request_text(req).await.unwrap_err();
+        assert_eq!(api_code(e).0, 404, "{method}");
+    }
+    assert!(nodes.get_opt("n1").await.unwrap().is_some());
 }
 
 #[tokio::test]
