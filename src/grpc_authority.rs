@@ -16,6 +16,14 @@
 //! they were. It logs a warning naming the authority and the minimum
 //! kubelet version (at most one per [`WARN_EVERY`], with the number held
 //! back), and counts the refusals for `/metrics` and `fastpath status`.
+//!
+//! Its cost: the filter raises tracing's global level (and the `log`
+//! crate's, bridged by tracing-log) from `info` to `debug`. A `debug!`
+//! call site elsewhere is then turned away by its cached interest, and a
+//! `log::debug!` record (netlink, rustls) by one check of each filter,
+//! where a level compare did it before: nanoseconds, and none of those
+//! sites is on a hot path of the agent. The CNI process builds its own
+//! subscriber and is not affected.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
