@@ -115,11 +115,12 @@ def discover_plugins(
     authority=KUBELET_AUTHORITY,
     timeout=T,
 ):
-    """kubelet's plugin watcher: waits for `expected` sockets in
-    `registry`, then GetInfo and NotifyRegistrationStatus on each,
-    accepting plugins of type `kind` that support `version` (the
-    DevicePlugin handler's values; a DRA plugin registers the same way
-    with its own). Returns {socket path: PluginInfo}."""
+    """kubelet's plugin watcher with the handler for plugins of type
+    `kind` (DevicePlugin; a DRA plugin registers the same way with its
+    own type and version): waits for `expected` sockets in `registry`,
+    GetInfo on each; a plugin of that type gets NotifyRegistrationStatus
+    (registered when it supports `version`), one of another type is left
+    to its own handler. Returns {socket path: PluginInfo} of that type."""
 
     def sockets():
         found = sorted(f for f in os.listdir(registry) if f.endswith(".sock"))
@@ -131,7 +132,9 @@ def discover_plugins(
         with dial(path, authority) as ch:
             stub = reg_grpc.RegistrationStub(ch)
             info = stub.GetInfo(reg.InfoRequest(), timeout=T)
-            ok = info.type == kind and version in info.supported_versions
+            if info.type != kind:
+                continue
+            ok = version in info.supported_versions
             stub.NotifyRegistrationStatus(
                 reg.RegistrationStatus(plugin_registered=ok, error="" if ok else "unsupported plugin"),
                 timeout=T,
