@@ -10,6 +10,7 @@ pub mod cni;
 pub mod doctor;
 pub mod dra;
 pub mod fault;
+pub mod grpc_authority;
 pub mod install;
 pub mod inventory;
 pub mod netlink;

@@ -206,6 +206,17 @@ pub fn render(s: &State) -> String {
         "fastpath_cni_metrics_malformed_total {}",
         s.cni_malformed
     );
+    head(
+        &mut out,
+        "fastpath_grpc_authority_refused_total",
+        "counter",
+        "gRPC calls refused because their :authority is not a host name (kubelet older than 1.26).",
+    );
+    let _ = writeln!(
+        out,
+        "fastpath_grpc_authority_refused_total {}",
+        s.refused_authorities.count
+    );
     startup(&mut out, s);
     out
 }
@@ -364,5 +375,17 @@ mod tests {
         ] {
             assert!(after.lines().any(|l| l == line), "{line} in\n{after}");
         }
+    }
+
+    #[test]
+    fn refused_authorities_are_a_counter() {
+        let mut s = State::default();
+        assert!(render(&s).contains("\nfastpath_grpc_authority_refused_total 0\n"));
+        s.refused_authorities.count = 7;
+        let text = render(&s);
+        assert!(
+            text.contains("# TYPE fastpath_grpc_authority_refused_total counter\nfastpath_grpc_authority_refused_total 7\n"),
+            "{text}"
+        );
     }
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::reconcile::StartupReport;
 use super::telemetry::{PoolView, ReconcileView, State};
+use crate::grpc_authority::RefusedAuthorityView;
 
 /// The status socket under the state dir.
 pub fn socket_path(state_dir: &Path) -> PathBuf {
@@ -24,6 +25,9 @@ pub struct AgentStatus {
     /// The start-up reconcile of CNI records, once it ran.
     #[serde(default)]
     pub startup_reconcile: Option<StartupReport>,
+    /// gRPC calls refused for their `:authority` (absent from older agents).
+    #[serde(default)]
+    pub refused_authorities: RefusedAuthorityView,
 }
 
 impl AgentStatus {
@@ -33,6 +37,7 @@ impl AgentStatus {
             pools: s.pools.clone(),
             last_reconcile: s.last_reconcile.clone(),
             startup_reconcile: s.startup.clone(),
+            refused_authorities: s.refused_authorities.clone(),
         }
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::reconcile::StartupReport;
+use crate::grpc_authority::{self, RefusedAuthorityView};
 use crate::pci::PciAddress;
 use crate::pools::Pools;
 use crate::provision::{ApplyReport, Held};
@@ -120,6 +121,8 @@ pub struct State {
     /// The start-up reconcile of CNI records (and the provisioning
     /// journal), once it ran.
     pub startup: Option<StartupReport>,
+    /// gRPC calls refused for their `:authority` (an old kubelet).
+    pub refused_authorities: RefusedAuthorityView,
 }
 
 fn unix_now() -> u64 {
@@ -140,9 +143,12 @@ impl Telemetry {
         f(&mut g)
     }
 
-    /// A copy of everything.
+    /// A copy of everything. The refused authorities come from the log
+    /// layer that counts them, which is process-wide like the subscriber.
     pub fn snapshot(&self) -> State {
-        self.with(|s| s.clone())
+        let mut s = self.with(|s| s.clone());
+        s.refused_authorities = grpc_authority::REFUSED.snapshot();
+        s
     }
 
     /// The agent loop went round.

@@ -66,17 +66,29 @@ pub enum Command {
     Status(status::StatusArgs),
 }
 
-/// Sets up `tracing` on stderr; `RUST_LOG` (default `info`) filters.
+/// Sets up `tracing` on stderr; `RUST_LOG` (default `info`) filters. The
+/// filter belongs to the log layer alone, so that the layer explaining
+/// refused gRPC authorities ([`crate::grpc_authority`]) can see h2's
+/// debug event without it reaching the log.
 pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let builder = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let log = match format {
+        LogFormat::Human => builder.boxed(),
+        LogFormat::Json => builder.json().boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(log.with_filter(filter))
+        .with(crate::grpc_authority::layer(
+            &crate::grpc_authority::REFUSED,
+            crate::grpc_authority::WARN_EVERY,
+        ))
+        .try_init();
 }
 
 /// Runs a parsed command line, writing its output to stdout. A reader that

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::agent::reconcile::StartupReport;
 use crate::agent::status::AgentStatus;
 use crate::agent::telemetry::ReconcileView;
+use crate::grpc_authority::RefusedAuthorityView;
 use crate::pci::PciAddress;
 
 pub use attachments::Attachment;
@@ -46,6 +47,8 @@ pub struct NodeStatus {
     pub attachments: Option<Vec<Attachment>>,
     /// What the agent's start-up reconcile restored.
     pub startup_reconcile: Option<StartupReport>,
+    /// gRPC calls the agent refused for their `:authority`.
+    pub refused_authorities: RefusedAuthorityView,
 }
 
 /// Joins the agent's view and the attachments.
@@ -78,6 +81,7 @@ pub fn build(agent: &AgentStatus, attachments: Option<Vec<Attachment>>) -> NodeS
         last_reconcile: agent.last_reconcile.clone(),
         attachments,
         startup_reconcile: agent.startup_reconcile.clone(),
+        refused_authorities: agent.refused_authorities.clone(),
     }
 }
 

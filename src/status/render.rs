@@ -105,6 +105,16 @@ pub fn text(s: &NodeStatus, out: &mut dyn Write) -> io::Result<()> {
             writeln!(out, "   provisioning: {p}")?;
         }
     }
+    let r = &s.refused_authorities;
+    if r.count > 0 {
+        writeln!(
+            out,
+            "\ngRPC calls refused for their :authority: {} (last {:?}); kubelet {} or later is needed",
+            r.count,
+            r.last_authority.as_deref().unwrap_or(""),
+            crate::grpc_authority::MIN_KUBELET_VERSION
+        )?;
+    }
     match &s.attachments {
         None => writeln!(
             out,
@@ -178,6 +188,7 @@ mod tests {
                 }],
             }),
             startup_reconcile: None,
+            refused_authorities: Default::default(),
         }
     }
 
@@ -269,6 +280,7 @@ mod startup_tests {
                 failures: vec!["0000:3b:02.1: restoring: busy".into()],
                 ..StartupReport::default()
             }),
+            refused_authorities: Default::default(),
         };
         let mut out = Vec::new();
         text(&build(&agent, Some(vec![])), &mut out).unwrap();
@@ -284,5 +296,57 @@ mod startup_tests {
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["startupReconcile"]["renamed"], 1);
         assert_eq!(v["startupReconcile"]["live"], 3);
+    }
+}
+
+#[cfg(test)]
+mod authority_tests {
+    use super::*;
+    use crate::agent::status::AgentStatus;
+    use crate::grpc_authority::RefusedAuthorityView;
+    use crate::status::build;
+
+    fn shown(count: u64) -> (String, serde_json::Value) {
+        let agent = AgentStatus {
+            pools: vec![],
+            last_reconcile: None,
+            startup_reconcile: None,
+            refused_authorities: RefusedAuthorityView {
+                count,
+                last_authority: (count > 0)
+                    .then(|| "/var/lib/kubelet/device-plugins/a.sock".into()),
+            },
+        };
+        let mut out = Vec::new();
+        text(&build(&agent, Some(vec![])), &mut out).unwrap();
+        let mut js = Vec::new();
+        json(&build(&agent, None), &mut js).unwrap();
+        (
+            String::from_utf8(out).unwrap(),
+            serde_json::from_slice(&js).unwrap(),
+        )
+    }
+
+    #[test]
+    fn refused_authorities_are_shown_only_when_there_were_some() {
+        let (t, v) = shown(4);
+        assert!(
+            t.contains(
+                "\ngRPC calls refused for their :authority: 4 (last \"/var/lib/kubelet/device-plugins/a.sock\"); kubelet 1.26 or later is needed\n"
+            ),
+            "{t}"
+        );
+        assert_eq!(v["refusedAuthorities"]["count"], 4);
+        let (t, v) = shown(0);
+        assert!(!t.contains(":authority"), "{t}");
+        assert_eq!(v["refusedAuthorities"]["count"], 0);
+        assert!(v["refusedAuthorities"]["lastAuthority"].is_null());
+    }
+
+    #[test]
+    fn an_older_agents_status_without_the_field_still_parses() {
+        let old = r#"{"pools":[],"lastReconcile":null}"#;
+        let a: AgentStatus = serde_json::from_str(old).unwrap();
+        assert_eq!(a.refused_authorities, RefusedAuthorityView::default());
     }
 }
