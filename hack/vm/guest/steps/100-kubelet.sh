@@ -13,7 +13,6 @@ out_json=$STATE/kubelet.json
 t_kubelet=$(uptime_cs)
 run sh -c "fake-kubelet --plugins-registry-dir $REGISTRY --resource vm/sriov_net --resource vm/sriov_dpdk --allocate 1 --timeout 30 >$out_json"
 kubelet_s=$(elapsed_since "$t_kubelet")
-if demo; then run cat "$out_json"; fi
 
 # One jq run: one line per resource, fields split by | (not in JSON values), with everything the checks need.
 jq -r '.results[] | [.resource, (.devices | map(.id) | sort | join(",")),

@@ -50,7 +50,7 @@ done <"$STATE/vfs"
 run fastpath apply --policy "$STATE/policy.yaml"
 assert_match "re-apply of the same policy" '^nothing changed$' "$out"
 say "policy applied: PF1 4 x igbvf; PF2 2 x igbvf + 2 x vfio-pci; re-apply changes nothing"
-fact created "$(($(numvfs) - vfs_before)) VFs by fastpath apply in ${apply_s}s (had $vfs_before): $pf1_if 4 igbvf; $pf2_if 2 igbvf + 2 vfio-pci (/dev/vfio/$(state_get pf2_vf2_group), /dev/vfio/$(state_get pf2_vf3_group))"
+fact created "$(($(numvfs) - vfs_before)) VFs ($vfs_before were there) by fastpath apply in ${apply_s}s; now $pf1_if 4 igbvf, $pf2_if 2 igbvf + 2 vfio-pci (/dev/vfio/$(state_get pf2_vf2_group), /dev/vfio/$(state_get pf2_vf3_group))"
 
 explain "The agent: one device plugin per pool, pools in sriov-network-device-plugin's config format."
 mkdir -p "$REGISTRY" "$KUBELET/device-plugins" "$KUBELET/devinfo"
