@@ -144,9 +144,12 @@ jqr() {
 
 # state_set KEY VALUE / state_get KEY: values passed between steps.
 state_set() { printf '%s\n' "$2" >"$STATE/$1"; }
+# Values are one line; `read` is a shell builtin, where `cat` would start a
+# process (busybox re-executes itself for it) dozens of times per step.
 state_get() {
     [ -f "$STATE/$1" ] || fail "state '$1' not set (an earlier step did not run)"
-    cat "$STATE/$1"
+    IFS= read -r _state_value <"$STATE/$1"
+    printf '%s\n' "$_state_value"
 }
 
 # pci_driver ADDR: the driver bound to a PCI device, or "none".
