@@ -50,6 +50,7 @@ say "pod-c's netns deleted without DEL: $c came back as $back_as (host name $c_i
 # Started as step 90 starts it (same wrapper, pid and exit-status files);
 # its log is appended to the same file.
 # shellcheck disable=SC2016 # $1 is split into the arguments on purpose
+printf '  $ %s>>%s 2>&1 &\n' "$agent_cmd" "$LOGS/agent.log"
 setsid sh -c '$1 & echo $! >"$2/agent.pid"; wait $!; echo $? >"$2/agent.rc"' \
     agent "$agent_cmd" "$STATE" >>"$LOGS/agent.log" 2>&1 &
 socks_ready() { [ -S "$REGISTRY/vm_sriov_net.sock" ] && [ -S "$REGISTRY/vm_sriov_dpdk.sock" ]; }

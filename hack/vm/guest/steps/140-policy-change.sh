@@ -11,6 +11,8 @@ explain "Change the policy while everything runs: no drain, no restart; kubelet 
 pid=$(state_get agent.pid)
 kill -0 "$pid" || fail "agent (pid $pid) is not running"
 watch_log=$LOGS/fake-kubelet-watch.log
+printf '  $ fake-kubelet --plugins-registry-dir %s --resource vm/sriov_net --allocate 0 --wait-devices 9 --timeout 60 >%s 2>%s &\n' \
+    "$REGISTRY" "$STATE/watch.json" "$watch_log"
 fake-kubelet --plugins-registry-dir "$REGISTRY" --resource vm/sriov_net --allocate 0 \
     --wait-devices 9 --timeout 60 >"$STATE/watch.json" 2>"$watch_log" &
 watcher=$!
@@ -18,6 +20,7 @@ watching() { grep -q 'waiting for 9' "$watch_log"; }
 wait_for "the fake kubelet's first ListAndWatch" 20 watching
 say "$(cat "$watch_log")"
 
+printf '  $ cp %s %s && mv %s %s\n' "$STATE/policy-7.yaml" "$STATE/policy.yaml.new" "$STATE/policy.yaml.new" "$STATE/policy.yaml"
 t0=$(uptime_cs)
 cp "$STATE/policy-7.yaml" "$STATE/policy.yaml.new"
 mv "$STATE/policy.yaml.new" "$STATE/policy.yaml"
