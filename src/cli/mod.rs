@@ -3,6 +3,7 @@
 //! as arguments and write to the writer they are given.
 
 mod agent;
+pub mod colour;
 mod doctor;
 mod install_cni;
 pub mod list;
@@ -69,15 +70,18 @@ pub enum Command {
 /// Sets up `tracing` on stderr; `RUST_LOG` (default `info`) filters. The
 /// filter belongs to the log layer alone, so that the layer explaining
 /// refused gRPC authorities ([`crate::grpc_authority`]) can see h2's
-/// debug event without it reaching the log.
-pub fn init_logging(format: LogFormat) {
+/// debug event without it reaching the log. `ansi` from
+/// [`colour::wanted`].
+pub fn init_logging(format: LogFormat, ansi: bool) {
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
 
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let log = match format {
         LogFormat::Human => builder.boxed(),
         LogFormat::Json => builder.json().boxed(),

@@ -38,6 +38,11 @@ slow() {
     [ $(($(uptime_cs) - $1)) -lt 100 ] || say "(took $(elapsed_since "$1")s)"
 }
 
+# fact WHAT TEXT: one line of the closing summary (what was created,
+# advertised, attached, restored, with the times this run measured);
+# run-steps prints them after the last step.
+fact() { printf '%-11s %s\n' "$1" "$2" >>"$STATE/facts"; }
+
 fail() {
     printf '  FAIL: %s\n' "$*" >&2
     exit 1
@@ -114,15 +119,19 @@ wait_for() {
     return 0
 }
 
-# fp_list: `fastpath list --json` into $STATE/list.json (echoed in demo mode
-# as the table).
+# fp_list: `fastpath list --json` into $STATE/list.json, for the checks. The
+# demo also runs the plain `fastpath list` and shows its table: each command
+# shown is the command that ran, with its own output.
 fp_list() {
-    printf '  $ fastpath list --json\n'
+    printf '  $ fastpath list --json >%s\n' "$STATE/list.json"
     t_list=$(uptime_cs)
     fastpath list --json >"$STATE/list.json" 2>"$STATE/list.err" ||
         fail "fastpath list --json: $(cat "$STATE/list.err")"
     slow "$t_list"
-    if demo; then fastpath list 2>/dev/null | sed 's/^/    /'; fi
+    if demo; then
+        printf '  $ fastpath list\n'
+        fastpath list 2>&1 | sed 's/^/    /'
+    fi
     return 0
 }
 
@@ -135,9 +144,12 @@ jqr() {
 
 # state_set KEY VALUE / state_get KEY: values passed between steps.
 state_set() { printf '%s\n' "$2" >"$STATE/$1"; }
+# Values are one line; `read` is a shell builtin, where `cat` would start a
+# process (busybox re-executes itself for it) dozens of times per step.
 state_get() {
     [ -f "$STATE/$1" ] || fail "state '$1' not set (an earlier step did not run)"
-    cat "$STATE/$1"
+    IFS= read -r _state_value <"$STATE/$1"
+    printf '%s\n' "$_state_value"
 }
 
 # pci_driver ADDR: the driver bound to a PCI device, or "none".
@@ -192,24 +204,36 @@ vf_index() {
 }
 
 # pf_vf_view PF_IF INDEX: the PF's view of VF INDEX, one line:
-# "mac vlan qos spoofchk trust" (from `ip -j -d link show PF`).
+# "mac vlan qos spoofchk trust" (booleans as true/false, an absent vlan or
+# qos as 0), read from the text of `ip -d link show PF` ("vf N link/ether
+# MAC brd ..., vlan V, qos Q, spoof checking on, ..., trust off, ...") with
+# awk: under TCG a jq start costs about a second, busybox awk some 30 ms.
 pf_vf_view() {
-    ip -j -d link show "$1" | jq -r ".[0].vfinfo_list[] | select(.vf == $2)
-        | [.address, (.vlan_list[0].vlan // 0), (.vlan_list[0].qos // 0), .spoofchk, .trust]
-        | map(tostring) | join(\" \")" || fail "ip -j -d link show $1"
+    ip -d link show "$1" | awk -v vf="$2" '
+        function after(re,   s) { if (!match($0, re)) return ""; s = substr($0, RSTART, RLENGTH); sub(/.* /, "", s); return s }
+        function bool(v) { return v == "on" ? "true" : v == "off" ? "false" : "null" }
+        $1 == "vf" && $2 == vf {
+            vlan = after(", vlan [0-9]+"); qos = after(", qos [0-9]+")
+            printf "%s %s %s %s %s\n", after("link/ether [0-9a-f:]+"), vlan == "" ? 0 : vlan, qos == "" ? 0 : qos,
+                bool(after("spoof checking [a-z]+")), bool(after("trust [a-z]+"))
+        }' || fail "ip -d link show $1"
 }
 
 # cni VERB CONFIG_FILE CONTAINER_ID NETNS IFNAME POD_NAME POD_UID: executes
 # the fastpath CNI as Multus executes a delegate (same environment, config
 # on stdin); stdout to $STATE/cni.out, exit status in $cni_rc.
+# $cni_s: how long it took (seconds).
 cni() {
-    printf '  $ CNI_COMMAND=%s CNI_IFNAME=%s CNI_NETNS=%s fastpath <%s\n' "$1" "$5" "$4" "$2"
+    printf '  $ CNI_COMMAND=%s CNI_CONTAINERID=%s CNI_NETNS=%s CNI_IFNAME=%s CNI_PATH=/usr/lib/cni \\\n' "$1" "$3" "$4" "$5"
+    printf '      CNI_ARGS="IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=%s;K8S_POD_INFRA_CONTAINER_ID=%s;K8S_POD_UID=%s" \\\n' "$6" "$3" "$7"
+    printf '      fastpath <%s >%s 2>%s\n' "$2" "$STATE/cni.out" "$STATE/cni.err"
     t_cni=$(uptime_cs)
     CNI_COMMAND=$1 CNI_CONTAINERID=$3 CNI_NETNS=$4 CNI_IFNAME=$5 CNI_PATH=/usr/lib/cni \
         CNI_ARGS="IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$6;K8S_POD_INFRA_CONTAINER_ID=$3;K8S_POD_UID=$7" \
         fastpath <"$2" >"$STATE/cni.out" 2>"$STATE/cni.err"
     cni_rc=$?
-    say "CNI $1 $5: exit $cni_rc in $(elapsed_since "$t_cni")s"
+    cni_s=$(elapsed_since "$t_cni")
+    say "CNI $1 $5: exit $cni_rc in ${cni_s}s"
     if demo; then sed 's/^/    /' "$STATE/cni.out"; fi
     return 0
 }
