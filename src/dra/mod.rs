@@ -4,6 +4,9 @@
 //! ([`crate::cluster`]), which turns these into ResourceSlices and reads
 //! ResourceClaims into them; no `kube` type crosses this line.
 
+pub mod attributes;
+pub mod claim_config;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
