@@ -5,7 +5,11 @@
 //! ResourceClaims into them; no `kube` type crosses this line.
 
 pub mod attributes;
+pub mod cdi;
 pub mod claim_config;
+pub mod prepare;
+pub mod prepare_run;
+pub mod record;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -78,7 +82,9 @@ pub fn device_pci(name: &str) -> Option<PciAddress> {
 }
 
 /// A claim as kubelet names it in NodePrepareResources.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct ClaimRef {
     /// Namespace.
     pub namespace: String,
