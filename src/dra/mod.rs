@@ -7,9 +7,12 @@
 pub mod attributes;
 pub mod cdi;
 pub mod claim_config;
+pub mod plugin;
 pub mod prepare;
 pub mod prepare_run;
+pub mod reconcile;
 pub mod record;
+pub mod serve;
 
 use std::collections::BTreeMap;
 use std::fmt;
