@@ -94,7 +94,8 @@ fn plan_takes_only_this_nodes_dra_devices() {
     assert_eq!(ok[0].dev().view.pci.to_string(), "0000:3b:01.0");
     assert_eq!(ok[0].config.vlan, Some(5));
     assert_eq!(ok[0].dra_pool.resource(), "intel.com/dra_net");
-    let cases: &[(&[(&str, &str, &str)], serde_json::Value, &str)] = &[
+    type Devices<'a> = &'a [(&'a str, &'a str, &'a str)];
+    let cases: &[(Devices, serde_json::Value, &str)] = &[
         (&[], json!({}), "the claim has no device"),
         (
             &[("net", "node-b", "pci-0000-3b-01-0")],

@@ -96,7 +96,8 @@ mod tests {
 
     #[test]
     fn each_list_gets_its_own_devices() {
-        let cases: &[(&str, Vec<Vec<&str>>, Vec<Vec<&str>>)] = &[
+        type Members<'a> = Vec<Vec<&'a str>>;
+        let cases: &[(&str, Members, Members)] = &[
             (
                 r#"{"resourceList":[{"resourceName":"dp","selectors":{"pfNames":["ens1f0#0-1"]}}],
                    "draPools":[{"resourceName":"dra","selectors":{"pfNames":["ens1f0#2-3"]}}]}"#,
