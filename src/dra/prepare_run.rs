@@ -151,6 +151,7 @@ pub fn prepare(
     };
     // Nothing changes on the node before this record is on disk.
     record::save(&ctx.state_dir, &rec, Durability::Full)?;
+    crate::fault::crash_point("dra.prepare.after.record");
     if let Err((pci, what, reason)) = apply(ctx, &rec, &out, &mut nl) {
         let undo = restore(ctx, &rec, &mut nl);
         if undo.is_empty() {
@@ -185,6 +186,7 @@ pub fn restore_or_keep(ctx: &DraContext, r: &ClaimRecord) -> Result<(), PrepareE
             errors,
         });
     }
+    crate::fault::crash_point("dra.restore.before.record_remove");
     record::remove(&ctx.state_dir, &r.claim.uid)?;
     Ok(())
 }
@@ -270,6 +272,7 @@ fn apply(
         if let Some(m) = d.mtu {
             set_mtu(ctx, d, m, nl).map_err(|e| fail(&format!("setting MTU {m}"), e))?;
         }
+        crate::fault::crash_point("dra.prepare.after.device");
     }
     let file_err = |p: &PathBuf, e: String| (p.display().to_string(), "writing".into(), e);
     if let Some(p) = &rec.cdi_spec {
@@ -280,6 +283,7 @@ fn apply(
         files::write_atomic(path, json.as_bytes(), 0o644)
             .map_err(|e| file_err(path, e.to_string()))?;
     }
+    crate::fault::crash_point("dra.prepare.after.files");
     Ok(())
 }
 

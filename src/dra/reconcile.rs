@@ -4,6 +4,8 @@
 //! [`ClaimSource`]; the decision is [`decide`], the restore the same one
 //! NodeUnprepareResources runs.
 
+use std::time::Duration;
+
 use super::prepare_run::{self, DraContext};
 use super::record::{self, Phase};
 use super::{ClaimSource, ClaimSourceError};
@@ -51,6 +53,11 @@ pub fn decide(phase: Phase, seen: ClaimSeen) -> Action {
     }
 }
 
+/// How long one claim lookup may take: the reconcile runs before the
+/// device plugin serves, and an API server that does not answer must not
+/// hold the node's pools back (an unanswered lookup keeps the record).
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What the reconcile did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
@@ -70,7 +77,11 @@ pub async fn run(ctx: &DraContext, claims: &dyn ClaimSource) -> Report {
         .unwrap_or_default();
     let mut report = Report::default();
     for r in records {
-        let seen = ClaimSeen::of(&claims.get(&r.claim, &ctx.driver, &ctx.node).await);
+        let lookup = claims.get(&r.claim, &ctx.driver, &ctx.node);
+        let seen = match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
+            Ok(answer) => ClaimSeen::of(&answer),
+            Err(_) => ClaimSeen::Unknown,
+        };
         match decide(r.phase, seen) {
             Action::Keep => report.kept += 1,
             Action::Restore => {
