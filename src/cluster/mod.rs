@@ -3,6 +3,10 @@
 //! decisions take (claims, policies) and what they return into objects
 //! (ResourceSlices, node state, events); no `kube` type leaves this module.
 
+pub mod events;
+pub mod nodestate;
+pub mod policy;
+
 use std::path::PathBuf;
 
 /// How to reach the API server.

@@ -11,6 +11,7 @@
 
 pub mod merge;
 pub mod render;
+pub mod report;
 pub mod spec;
 pub mod status;
 

@@ -203,3 +203,52 @@ fn node_state_status_reports_interfaces_sync_and_held() {
         s.last_sync_error
     );
 }
+
+#[test]
+fn reports_each_change_and_refusal_once() {
+    use crate::operator::report::{Target, new_reports, reports};
+    let d = decide_all(&[
+        pol("ok", json!({"numVfs": 2})),
+        pol("sw", json!({"eSwitchMode": "switchdev"})),
+    ]);
+    let applied = Outcome::Applied { held: vec![] };
+    let first = reports(&d, &applied, &["ens1f0: create 2 VFs".to_string()]);
+    let got: Vec<(Target, bool, &str)> = first
+        .iter()
+        .map(|r| (r.target.clone(), r.warning, r.reason))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Target::Policy("ok".into()), false, "PolicyApplied"),
+            (Target::Policy("sw".into()), true, "UnsupportedField"),
+            (Target::Node, false, "PolicyApplied"),
+            (Target::Node, true, "UnsupportedField"),
+        ]
+    );
+    // The next idle round: nothing new to say.
+    let idle = reports(&d, &applied, &[]);
+    assert!(new_reports(&idle, &idle).is_empty());
+    assert!(new_reports(&first, &idle).is_empty());
+    // A pod holding a VF is reported on the Node once.
+    let held = Outcome::Applied {
+        held: vec![Held {
+            vf: "0000:3b:01.0".parse().unwrap(),
+            pending: "rebind to vfio-pci".into(),
+        }],
+    };
+    let with_held = reports(&d, &held, &[]);
+    let new = new_reports(&idle, &with_held);
+    assert_eq!(new.len(), 1, "{new:#?}");
+    assert_eq!(
+        (new[0].target.clone(), new[0].reason),
+        (Target::Node, "ChangeHeld")
+    );
+    assert!(new[0].note.contains("0000:3b:01.0"), "{}", new[0].note);
+    let failed = reports(&d, &Outcome::Failed("EBUSY".into()), &[]);
+    assert!(
+        failed
+            .iter()
+            .any(|r| r.target == Target::Policy("ok".into()) && r.reason == "ApplyFailed")
+    );
+}
