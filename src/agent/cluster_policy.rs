@@ -59,7 +59,11 @@ pub async fn connect(src: &ClusterSource) -> Result<kube::Client, String> {
 /// The last round's state, so that an idle round writes nothing.
 #[derive(Default)]
 struct Last {
-    applied: Option<(provision::Policy, BTreeSet<PciAddress>)>,
+    applied: Option<(
+        provision::Policy,
+        crate::pools::Config,
+        BTreeSet<PciAddress>,
+    )>,
     outcome: Option<Outcome>,
     reports: BTreeSet<Report>,
 }
@@ -140,7 +144,11 @@ async fn round(
         }
     };
     let mut steps = Vec::new();
-    let wanted = (decision.policy.clone(), held.clone());
+    let wanted = (
+        decision.policy.clone(),
+        decision.pools.clone(),
+        held.clone(),
+    );
     if last.applied.as_ref() != Some(&wanted) {
         for e in &decision.refused {
             tracing::error!("{e}; refused, the node is left as it is for it");
