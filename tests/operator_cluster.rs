@@ -98,6 +98,15 @@ fn has_event(server: &FakeApiServer, kind: &str, name: &str, ty: &str, reason: &
     })
 }
 
+/// Events are published just after the status write of the same round.
+async fn wait_event(server: &FakeApiServer, kind: &str, name: &str, ty: &str, reason: &str) {
+    let what = format!("{ty} {reason} on {kind} {name}");
+    eventually(&what, || {
+        has_event(server, kind, name, ty, reason).then_some(())
+    })
+    .await;
+}
+
 struct Agent {
     dir: tempfile::TempDir,
     kubelet: FakeKubelet,
@@ -188,18 +197,15 @@ async fn a_policy_object_drives_vfs_and_pools_live_and_is_reported() {
         .filter_map(|m| m["manager"].as_str())
         .collect();
     assert!(managers.contains(&"fastpath"), "{managers:?}");
-    assert!(
-        has_event(
-            &server,
-            "SriovNetworkNodePolicy",
-            "igb-net",
-            "Normal",
-            "PolicyApplied"
-        ),
-        "{:#?}",
-        events(&server)
-    );
-    assert!(has_event(&server, "Node", NODE, "Normal", "PolicyApplied"));
+    wait_event(
+        &server,
+        "SriovNetworkNodePolicy",
+        "igb-net",
+        "Normal",
+        "PolicyApplied",
+    )
+    .await;
+    wait_event(&server, "Node", NODE, "Normal", "PolicyApplied").await;
 
     // A changed object: one more VF, applied and advertised live.
     server.seed(policy("igb-net", spec(3))).unwrap();
@@ -238,16 +244,13 @@ async fn a_policy_object_drives_vfs_and_pools_live_and_is_reported() {
     wb.until(T, |r| r.devices.len() == 3)
         .await
         .expect("zone-b pool has the 3 VFs");
-    eventually("an override event", || {
-        has_event(
-            &server,
-            "SriovNetworkNodePolicy",
-            "igb-net",
-            "Normal",
-            "PolicyOverridden",
-        )
-        .then_some(())
-    })
+    wait_event(
+        &server,
+        "SriovNetworkNodePolicy",
+        "igb-net",
+        "Normal",
+        "PolicyOverridden",
+    )
     .await;
 
     // A field fastpath cannot honour live is refused and reported.
@@ -266,20 +269,15 @@ async fn a_policy_object_drives_vfs_and_pools_live_and_is_reported() {
         err.contains("SriovNetworkNodePolicy sw: spec.eSwitchMode"),
         "{err}"
     );
-    assert!(has_event(
+    wait_event(
         &server,
         "SriovNetworkNodePolicy",
         "sw",
         "Warning",
-        "UnsupportedField"
-    ));
-    assert!(has_event(
-        &server,
-        "Node",
-        NODE,
-        "Warning",
-        "UnsupportedField"
-    ));
+        "UnsupportedField",
+    )
+    .await;
+    wait_event(&server, "Node", NODE, "Warning", "UnsupportedField").await;
     assert_eq!(numvfs(a.dir.path()), "3\n");
 
     // Idle: 100 rounds (20 ms each) and not one write.
@@ -338,4 +336,125 @@ async fn probe_names_absent_crds_and_missing_rbac() {
     let p = probe(&client, NS).await;
     assert_eq!(p, Probe::CrdAbsent);
     assert!(p.to_string().contains("CRDs are not installed"), "{p}");
+}
+
+/// A CNI record for VF 1 of the PF, as an attached pod leaves it.
+fn hold_vf1(state: &std::path::Path) -> fastpath::pci::PciAddress {
+    use fastpath::cni::plan::Step;
+    use fastpath::cni::records::{self, Durability, Original, Phase, RECORD_VERSION, Record};
+    let pci: fastpath::pci::PciAddress = "0000:05:10.2".parse().unwrap();
+    let r = Record {
+        version: RECORD_VERSION,
+        pci,
+        pf_pci: PF.parse().unwrap(),
+        pf_name: Some("enp5s0".into()),
+        pf_driver: "igb".into(),
+        vf_index: 1,
+        dpdk: false,
+        network: "net".into(),
+        container_id: "c1".into(),
+        ifname: "net1".into(),
+        netns: Some("/run/netns/pod".into()),
+        pod_namespace: Some("default".into()),
+        pod_name: Some("pod".into()),
+        pod_uid: Some("uid".into()),
+        since: 1,
+        original: Original {
+            ifname: Some("enp5s0v1".into()),
+            mac: None,
+            mtu: Some(1500),
+            pf_side: None,
+        },
+        plan: vec![Step::MoveToPod, Step::Up],
+        reached: 2,
+        phase: Phase::Attached,
+        result: None,
+        ipam: None,
+    };
+    records::save(state, &r, Durability::Atomic).unwrap();
+    pci
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vf_held_by_a_pod_holds_the_change_and_the_status_says_so() {
+    let server = FakeApiServer::start().await.unwrap();
+    server.seed(node_obj(json!({"sriov": "yes"}))).unwrap();
+    let spec = |n: u32| {
+        json!({"resourceName": "igbvf", "nodeSelector": {"sriov": "yes"},
+                               "numVfs": n, "nicSelector": {"pfNames": ["enp5s0"]}})
+    };
+    server.seed(policy("igb-net", spec(2))).unwrap();
+    let mut a = start_agent(&server, Duration::from_millis(20)).await;
+    a.kubelet.next_registration(T).await.expect("registers");
+    eventually("two VFs", || (numvfs(a.dir.path()) == "2\n").then_some(())).await;
+
+    // A pod holds VF 1; shrinking to one VF would destroy it.
+    let state = a.dir.path().join("state");
+    let vf = hold_vf1(&state);
+    server.seed(policy("igb-net", spec(1))).unwrap();
+    let st = eventually("syncStatus InProgress naming the held VF", || {
+        let s = server.get(STATE.0, STATE.1, Some(NS), NODE)?;
+        (s["status"]["syncStatus"] == "InProgress"
+            && s["status"]["lastSyncError"].as_str()?.contains("held back"))
+        .then_some(s)
+    })
+    .await;
+    assert!(
+        st["status"]["lastSyncError"]
+            .as_str()
+            .unwrap()
+            .contains(&vf.to_string())
+    );
+    wait_event(&server, "Node", NODE, "Normal", "ChangeHeld").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(numvfs(a.dir.path()), "2\n", "the held VF is not destroyed");
+
+    // The pod lets go: the change completes.
+    fastpath::cni::records::remove(&state, vf).unwrap();
+    eventually("one VF and Succeeded", || {
+        let s = server.get(STATE.0, STATE.1, Some(NS), NODE)?;
+        (numvfs(a.dir.path()) == "1\n" && s["status"]["syncStatus"] == "Succeeded").then_some(())
+    })
+    .await;
+    let _ = a.stop.take().map(|s| s.send(()));
+}
+
+#[tokio::test]
+async fn node_state_is_created_then_applied_and_a_foreign_owner_is_named() {
+    use fastpath::cluster::nodestate::{NodeStateError, NodeStateWriter};
+    use fastpath::operator::{Decision, Outcome, node_state_status};
+    let server = FakeApiServer::start().await.unwrap();
+    let client = fastpath::cluster::client(&ClusterOptions {
+        api_server: Some(server.url()),
+        kubeconfig: None,
+    })
+    .await
+    .unwrap();
+    let inv = fastpath::inventory::Inventory::default();
+    let d: Decision =
+        fastpath::operator::decide(&[], &Default::default(), &inv, &Default::default()).unwrap();
+    let ok = node_state_status(&inv, &d, &Outcome::Applied { held: vec![] });
+
+    // No object yet (nobody runs the operator): created, then its status.
+    let mut w = NodeStateWriter::new(client.clone(), NS, NODE);
+    assert!(w.write(&ok).await.unwrap());
+    let st = server.get(STATE.0, STATE.1, Some(NS), NODE).unwrap();
+    assert_eq!(st["status"]["syncStatus"], "Succeeded");
+    // The same status again: no request at all.
+    server.clear_requests();
+    assert!(!w.write(&ok).await.unwrap());
+    assert_eq!(server.requests().len(), 0);
+
+    // Another manager (as the operator's daemon would) owns the status of
+    // another node's object: created, then its status changed, since a
+    // create does not record owners of status fields and an update does.
+    let mut foreign = json!({"apiVersion": STATE.0, "kind": STATE.1,
+                             "metadata": {"name": "node-b", "namespace": NS}});
+    server.seed(foreign.clone()).unwrap();
+    foreign["status"] = json!({"syncStatus": "InProgress", "lastSyncError": "draining"});
+    server.seed(foreign).unwrap();
+    let mut other = NodeStateWriter::new(client, NS, "node-b");
+    let e = other.write(&ok).await.unwrap_err();
+    assert!(matches!(e, NodeStateError::Conflict { .. }), "{e:?}");
+    assert!(e.to_string().contains("config daemon"), "{e}");
 }
