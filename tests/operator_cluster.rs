@@ -458,3 +458,64 @@ async fn node_state_is_created_then_applied_and_a_foreign_owner_is_named() {
     assert!(matches!(e, NodeStateError::Conflict { .. }), "{e:?}");
     assert!(e.to_string().contains("config daemon"), "{e}");
 }
+
+#[test]
+fn doctor_reports_absent_crds_when_asked() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(FakeApiServer::start()).unwrap();
+    server.unregister(
+        "sriovnetwork.openshift.io",
+        "v1",
+        "sriovnetworknodepolicies",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
+    let url = server.url();
+    let cli = <fastpath::cli::Cli as clap::Parser>::try_parse_from([
+        "fastpath",
+        "--sysfs-root",
+        &d("sys"),
+        "doctor",
+        "--json",
+        "--proc-root",
+        &d("proc"),
+        "--kubelet-dir",
+        &d("kubelet"),
+        "--cni-bin-dir",
+        &d("bin"),
+        "--cni-conf-dir",
+        &d("net.d"),
+        "--config",
+        &d("c.json"),
+        "--policy-source",
+        "cluster",
+        "--namespace",
+        NS,
+        "--kube-api-server",
+        &url,
+    ])
+    .unwrap();
+    let mut out = Vec::new();
+    fastpath::cli::run_to(cli, &mut out).unwrap();
+    let report: Value = serde_json::from_slice(&out).unwrap();
+    let f = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "cluster-policy")
+        .expect("a cluster-policy finding")
+        .clone();
+    assert_eq!(f["status"], "warn");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("CRD is not installed"),
+        "{f}"
+    );
+    assert!(
+        f["fix"].as_str().unwrap().contains("policy-from-cluster"),
+        "{f}"
+    );
+    drop(server);
+}

@@ -88,9 +88,10 @@ pub struct AgentArgs {
 }
 
 /// `--policy-source`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum PolicySource {
     /// The policy and config files.
+    #[default]
     Files,
     /// SriovNetworkNodePolicy objects from the API server.
     Cluster,
