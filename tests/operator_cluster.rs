@@ -286,6 +286,10 @@ async fn a_policy_object_drives_vfs_and_pools_live_and_is_reported() {
     tokio::time::sleep(Duration::from_millis(100 * 20 + 200)).await;
     assert_eq!(server.writes(), 0, "{:#?}", server.requests());
 
+    // The applied pools are kept for a restart without the API server.
+    let kept = std::fs::read_to_string(a.dir.path().join("state/cluster-pools.json")).unwrap();
+    assert!(kept.contains("\"igbvf-b\""), "{kept}");
+
     // The API server goes away: the last applied policy stays.
     server.shutdown().await;
     tokio::time::sleep(Duration::from_millis(500)).await;

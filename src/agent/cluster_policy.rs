@@ -56,6 +56,40 @@ pub async fn connect(src: &ClusterSource) -> Result<kube::Client, String> {
     }
 }
 
+/// Where the pools last applied from the cluster are kept, so that an
+/// agent restarted while the API server is away serves them again.
+fn pools_file(state_dir: &std::path::Path) -> std::path::PathBuf {
+    state_dir.join("cluster-pools.json")
+}
+
+/// The pools last applied from the cluster, or none.
+pub fn last_pools(state_dir: &std::path::Path, prefix: &str) -> crate::pools::Config {
+    let empty = crate::pools::Config {
+        resource_list: Vec::new(),
+        notes: Vec::new(),
+    };
+    match std::fs::read_to_string(pools_file(state_dir)) {
+        Ok(text) => crate::pools::config::parse(&text, prefix).unwrap_or_else(|e| {
+            tracing::warn!(
+                "{}: {e}; starting with no pools",
+                pools_file(state_dir).display()
+            );
+            empty
+        }),
+        Err(_) => empty,
+    }
+}
+
+/// Keeps `json` as the last applied pools (temp file, rename).
+fn keep_pools(state_dir: &std::path::Path, json: &str) {
+    let path = pools_file(state_dir);
+    let tmp = path.with_extension("json.tmp");
+    let r = std::fs::write(&tmp, json).and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = r {
+        tracing::warn!("keeping the applied pools in {}: {e}", path.display());
+    }
+}
+
 /// The last round's state, so that an idle round writes nothing.
 #[derive(Default)]
 struct Last {
@@ -161,6 +195,7 @@ async fn round(
                     // Pools follow provisioning, so kubelet is offered VFs that
                     // are already where the policy wants them.
                     h.set_pools(decision.pools.clone());
+                    keep_pools(&opts.reconcile.state_dir, &decision.pools_json);
                     h.telemetry().policy_reload(true);
                     Outcome::Applied { held: r.held }
                 }
@@ -209,5 +244,32 @@ async fn write_status(
     let status = operator::node_state_status(inv, decision, outcome);
     if let Err(e) = writer.write(&status).await {
         tracing::warn!("{e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_applied_pools_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            last_pools(dir.path(), "openshift.io")
+                .resource_list
+                .is_empty()
+        );
+        let json = r#"{"resourceList":[{"resourceName":"net","resourcePrefix":"openshift.io",
+            "selectors":[{"rootDevices":["0000:3b:00.0"],"pfNames":["ens1f0#0-3"]}]}]}"#;
+        keep_pools(dir.path(), json);
+        let cfg = last_pools(dir.path(), "openshift.io");
+        assert_eq!(cfg.resource_list[0].full_name(), "openshift.io/net");
+        // A damaged file starts empty rather than failing the agent.
+        std::fs::write(pools_file(dir.path()), "{").unwrap();
+        assert!(
+            last_pools(dir.path(), "openshift.io")
+                .resource_list
+                .is_empty()
+        );
     }
 }
