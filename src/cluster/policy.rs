@@ -154,10 +154,16 @@ pub fn watch_inputs(
             }
             let mut list: Vec<Value> = pol_store.state().iter().map(|o| plain(o)).collect();
             list.sort_by_key(crate::operator::spec::object_name);
-            let labels = node_store
+            let node = node_store
                 .state()
-                .iter()
-                .find(|n| n.metadata.name.as_deref() == Some(node_name.as_str()))
+                .into_iter()
+                .find(|n| n.metadata.name.as_deref() == Some(node_name.as_str()));
+            if node.is_none() {
+                tracing::warn!(
+                    "Node {node_name} not found: only policies without a nodeSelector select it"
+                );
+            }
+            let labels = node
                 .and_then(|n| n.metadata.labels.clone())
                 .unwrap_or_default()
                 .into_iter()

@@ -69,8 +69,6 @@ pub struct InterfaceExt {
     /// `ETH` or `IB`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link_type: Option<&'static str>,
-    /// fastpath keeps every PF in legacy mode.
-    pub e_switch_mode: &'static str,
     /// A policy marks the PF externally managed.
     pub externally_managed: bool,
     /// `sriov_totalvfs`.
@@ -144,7 +142,6 @@ pub fn node_state_status(
                 mtu,
                 num_vfs: pf.num_vfs.unwrap_or(0),
                 link_type: link_type(pf.netdev.as_ref().and_then(|n| n.link_type)),
-                e_switch_mode: "legacy",
                 externally_managed: decision
                     .interfaces
                     .iter()
