@@ -109,6 +109,7 @@ async fn wait_event(server: &FakeApiServer, kind: &str, name: &str, ty: &str, re
 
 struct Agent {
     dir: tempfile::TempDir,
+    handle: AgentHandle,
     kubelet: FakeKubelet,
     stop: Option<oneshot::Sender<()>>,
     _kernel: FakeKernel,
@@ -143,14 +144,17 @@ async fn start_agent(server: &FakeApiServer, interval: Duration) -> Agent {
         policy: Some(policy),
         http_addr: None,
     };
+    let handle = AgentHandle::new();
+    let h = handle.clone();
     tokio::spawn(async move {
-        node::run(opts, AgentHandle::new(), async {
+        node::run(opts, h, async {
             let _ = stopped.await;
         })
         .await
     });
     Agent {
         dir,
+        handle,
         kubelet,
         stop: Some(stop),
         _kernel: kernel,
@@ -412,6 +416,21 @@ async fn a_vf_held_by_a_pod_holds_the_change_and_the_status_says_so() {
     wait_event(&server, "Node", NODE, "Normal", "ChangeHeld").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(numvfs(a.dir.path()), "2\n", "the held VF is not destroyed");
+
+    // SIGHUP applies again although nothing changed.
+    let applies = || {
+        let s = a.handle.telemetry().snapshot();
+        s.reconciles.get("ok").copied().unwrap_or(0)
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = applies();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(applies(), before, "idle rounds do not apply");
+    a.handle.reload();
+    eventually("a re-apply on SIGHUP", || {
+        (applies() > before).then_some(())
+    })
+    .await;
 
     // The pod lets go: the change completes.
     fastpath::cni::records::remove(&state, vf).unwrap();

@@ -125,6 +125,9 @@ pub async fn run(opts: PolicyOptions, src: ClusterSource, client: kube::Client, 
         tokio::select! {
             r = inputs.changed() => if r.is_err() { return },
             _ = tick.tick() => {}
+            // SIGHUP: apply again even if nothing changed (a kernel step
+            // that failed is retried).
+            () = h.policy_reload.notified() => last.applied = None,
         }
         let Some(now) = inputs.borrow().clone() else {
             continue;
