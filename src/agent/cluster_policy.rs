@@ -90,9 +90,14 @@ fn keep_pools(state_dir: &std::path::Path, json: &str) {
     }
 }
 
+/// Ticks between full rounds when nothing is known to have changed.
+const SCAN_EVERY: u32 = 10;
+
 /// The last round's state, so that an idle round writes nothing.
 #[derive(Default)]
 struct Last {
+    /// The held set seen by the last full round.
+    held: Option<BTreeSet<PciAddress>>,
     applied: Option<(
         provision::Policy,
         crate::pools::Config,
@@ -121,14 +126,32 @@ pub async fn run(opts: PolicyOptions, src: ClusterSource, client: kube::Client, 
     let mut tick = tokio::time::interval(src.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = Last::default();
+    let mut ticks: u32 = 0;
     loop {
+        let mut due = false;
         tokio::select! {
-            r = inputs.changed() => if r.is_err() { return },
+            r = inputs.changed() => {
+                if r.is_err() { return }
+                due = true;
+            }
             _ = tick.tick() => {}
             // SIGHUP: apply again even if nothing changed (a kernel step
             // that failed is retried).
-            () = h.policy_reload.notified() => last.applied = None,
+            () = h.policy_reload.notified() => {
+                last.applied = None;
+                due = true;
+            }
         }
+        // A tick with the same inputs only needs a sysfs scan when the
+        // held set moved, or every SCAN_EVERY ticks (hardware changes, VF
+        // netdevs moving into pods for the status): the agent's own
+        // rescans already read sysfs every interval.
+        ticks = ticks.wrapping_add(1);
+        let held = provision::held_vfs(&opts.reconcile.state_dir).ok();
+        if !due && held == last.held && !ticks.is_multiple_of(SCAN_EVERY) {
+            continue;
+        }
+        last.held = held;
         let Some(now) = inputs.borrow().clone() else {
             continue;
         };
