@@ -118,8 +118,10 @@ async fn scan(root: &std::path::Path) -> Result<Inventory, String> {
 /// Runs the cluster policy loop until the task is dropped.
 pub async fn run(opts: PolicyOptions, src: ClusterSource, client: kube::Client, h: AgentHandle) {
     let mut inputs = watch_inputs(client.clone(), &src.namespace, &src.node_name);
-    let mut writer = NodeStateWriter::new(client.clone(), &src.namespace, &src.node_name);
-    let events = Events::new(client, &src.namespace, &src.node_name);
+    let mut out = Writes {
+        state: NodeStateWriter::new(client.clone(), &src.namespace, &src.node_name),
+        events: Events::new(client, &src.namespace, &src.node_name),
+    };
     let decide_opts = operator::Options {
         resource_prefix: src.resource_prefix.clone(),
     };
@@ -169,31 +171,25 @@ pub async fn run(opts: PolicyOptions, src: ClusterSource, client: kube::Client, 
                 continue;
             }
         };
-        round(
-            &opts,
-            &h,
-            &mut last,
-            &decision,
-            inv,
-            &mut writer,
-            &events,
-            &now,
-        )
-        .await;
+        round(&opts, &h, &mut last, &decision, inv, &mut out, &now).await;
     }
+}
+
+/// What a round writes to the cluster.
+struct Writes {
+    state: NodeStateWriter,
+    events: Events,
 }
 
 /// One round after the decision: apply when needed, then status and
 /// Events when they changed.
-#[allow(clippy::too_many_arguments)]
 async fn round(
     opts: &PolicyOptions,
     h: &AgentHandle,
     last: &mut Last,
     decision: &Decision,
     mut inv: Inventory,
-    writer: &mut NodeStateWriter,
-    events: &Events,
+    out: &mut Writes,
     inputs: &Inputs,
 ) {
     let held = match provision::held_vfs(&opts.reconcile.state_dir) {
@@ -213,7 +209,7 @@ async fn round(
         for e in &decision.refused {
             tracing::error!("{e}; refused, the node is left as it is for it");
         }
-        write_status(writer, &inv, decision, &Outcome::Applying).await;
+        write_status(&mut out.state, &inv, decision, &Outcome::Applying).await;
         let outcome =
             match policy::reconcile(opts, decision.policy.clone(), held, h.telemetry()).await {
                 Ok(r) => {
@@ -238,7 +234,7 @@ async fn round(
         }
     }
     let outcome = last.outcome.clone().unwrap_or(Outcome::Applying);
-    write_status(writer, &inv, decision, &outcome).await;
+    write_status(&mut out.state, &inv, decision, &outcome).await;
     let now = report::reports(decision, &outcome, &steps);
     let uids: HashMap<&str, String> = inputs
         .policies
@@ -254,7 +250,7 @@ async fn round(
             report::Target::Policy(p) => uids.get(p.as_str()).cloned(),
             report::Target::Node => None,
         };
-        if let Err(e) = events.publish(&r, uid).await {
+        if let Err(e) = out.events.publish(&r, uid).await {
             tracing::warn!(reason = r.reason, "publishing an Event: {e}");
         }
     }
