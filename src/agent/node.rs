@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::PathBuf;
 
+use super::cluster_policy;
 use super::policy::{self, PolicyOptions, PolicyRunError};
 use super::reconcile_run::{self, StartupOptions};
 use super::{AgentError, AgentHandle, AgentOptions, http, status};
@@ -85,17 +86,75 @@ fn bind_status(state_dir: &std::path::Path) -> Result<tokio::net::UnixListener, 
 /// status faces are up and before anything else: stale records would
 /// hold VFs back from the policy's first apply, and kubelet should be
 /// offered VFs that are home under their own names.
-async fn startup_reconcile(opts: &NodeOptions, telemetry: &super::telemetry::Telemetry) {
+async fn startup_reconcile(
+    opts: &NodeOptions,
+    file_policy: bool,
+    telemetry: &super::telemetry::Telemetry,
+) {
     let o = StartupOptions {
         state_dir: opts.agent.state_dir.clone(),
         sysfs_root: opts.agent.sysfs_root.clone(),
-        recover_provisioning: opts.policy.is_none(),
+        recover_provisioning: !file_policy,
     };
     match tokio::task::spawn_blocking(move || reconcile_run::run(&o)).await {
         Ok(report) => telemetry.startup_reconciled(report),
         Err(e) => tracing::error!("reconcile: task failed: {e}"),
     }
     telemetry.tick();
+}
+
+/// Where the policy comes from, once the cluster has been asked.
+enum Source {
+    /// The policy file, if any.
+    Files(Option<Box<PolicyOptions>>),
+    /// SriovNetworkNodePolicy objects.
+    Cluster(Box<(PolicyOptions, cluster_policy::ClusterSource, kube::Client)>),
+}
+
+/// Asks the cluster, when configured, whether it can serve policies; when
+/// it cannot (CRDs absent, RBAC missing) says why and falls back to the
+/// policy file, if one is given.
+async fn choose_source(opts: &NodeOptions) -> Source {
+    let Some(p) = &opts.policy else {
+        return Source::Files(None);
+    };
+    let Some(src) = &p.cluster else {
+        return Source::Files(Some(Box::new(p.clone())));
+    };
+    match cluster_policy::connect(src).await {
+        Ok(client) => Source::Cluster(Box::new((p.clone(), src.clone(), client))),
+        Err(why) => {
+            tracing::error!("--policy-source cluster: {why}; running from files only");
+            Source::Files((!p.path.as_os_str().is_empty()).then(|| Box::new(p.clone())))
+        }
+    }
+}
+
+/// Starts the cluster policy loop, serving the pools it last applied
+/// (kept in the state dir) until its first round.
+fn start_cluster(
+    p: PolicyOptions,
+    src: cluster_policy::ClusterSource,
+    client: kube::Client,
+    handle: &AgentHandle,
+    tasks: &mut Tasks,
+) {
+    tracing::info!(namespace = %src.namespace, node = %src.node_name, "policies from SriovNetworkNodePolicy objects");
+    handle.set_pools(cluster_policy::last_pools(
+        &p.reconcile.state_dir,
+        &src.resource_prefix,
+    ));
+    let mut po = p;
+    po.path = PathBuf::from(format!(
+        "SriovNetworkNodePolicy objects in namespace {}",
+        src.namespace
+    ));
+    tasks.0.push(tokio::spawn(cluster_policy::run(
+        po,
+        src,
+        client,
+        handle.clone(),
+    )));
 }
 
 /// Runs the node agent until `shutdown`. Serves health first (so probes
@@ -128,8 +187,18 @@ pub async fn run(
         status_listener,
         telemetry.clone(),
     )));
-    startup_reconcile(&opts, &telemetry).await;
-    if let Some(p) = &opts.policy {
+    let source = choose_source(&opts).await;
+    let has_file_policy = matches!(source, Source::Files(Some(_)));
+    startup_reconcile(&opts, has_file_policy, &telemetry).await;
+    let file_policy = match source {
+        Source::Files(p) => p.map(|p| *p),
+        Source::Cluster(c) => {
+            let (p, src, client) = *c;
+            start_cluster(p, src, client, &handle, &mut tasks);
+            None
+        }
+    };
+    if let Some(p) = &file_policy {
         let (applied, result) = policy::start(p, &telemetry).await;
         match result {
             Err(e) if e.is_invalid_policy() => {

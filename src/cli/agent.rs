@@ -11,6 +11,7 @@ use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::agent::dra::DraAgentOptions;
+use crate::agent::cluster_policy::ClusterSource;
 use crate::agent::node::{self, NodeOptions};
 use crate::agent::policy::PolicyOptions;
 use crate::agent::{AgentHandle, AgentOptions};
@@ -75,7 +76,7 @@ pub struct AgentArgs {
     )]
     pub dra_driver: Option<String>,
     /// This node's name (the downward API's spec.nodeName); needed with
-    /// --dra-driver.
+    /// --dra-driver and with --policy-source cluster.
     #[arg(long, env = "NODE_NAME")]
     pub node_name: Option<String>,
     /// kubelet's plugins directory; the DRA socket is `<dir>/<driver>/dra.sock`.
@@ -92,6 +93,18 @@ pub struct AgentArgs {
     /// they stay, and the Node's garbage collection removes them with it).
     #[arg(long)]
     pub dra_delete_slices_on_exit: bool,
+    /// Where the node policy and pools come from: `files` (--policy,
+    /// --config) or `cluster` (SriovNetworkNodePolicy objects; the files
+    /// are used when the CRDs are absent).
+    #[arg(long, value_enum, default_value_t = PolicySource::Files)]
+    pub policy_source: PolicySource,
+    /// The namespace of the SriovNetworkNodePolicy objects (cluster policy
+    /// source).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Resource prefix of pools made from SriovNetworkNodePolicy objects.
+    #[arg(long, default_value = crate::operator::DEFAULT_RESOURCE_PREFIX)]
+    pub policy_resource_prefix: String,
 }
 
 /// True for a DNS subdomain of at most `max` characters.
@@ -146,6 +159,16 @@ fn dra_options(args: &AgentArgs) -> anyhow::Result<Option<DraAgentOptions>> {
     }))
 }
 
+/// `--policy-source`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicySource {
+    /// The policy and config files.
+    #[default]
+    Files,
+    /// SriovNetworkNodePolicy objects from the API server.
+    Cluster,
+}
+
 /// `--http-addr`: an address, or `off`.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpAddr(pub Option<SocketAddr>);
@@ -179,10 +202,37 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// The cluster policy source from the flags; `None` for files.
+fn cluster_source(args: &AgentArgs) -> anyhow::Result<Option<ClusterSource>> {
+    if args.policy_source == PolicySource::Files {
+        return Ok(None);
+    }
+    let need = |v: &Option<String>, flag: &str, env: &str| {
+        v.clone()
+            .filter(|s| !s.is_empty())
+            .with_context(|| format!("--policy-source cluster needs {flag} (or ${env})"))
+    };
+    Ok(Some(ClusterSource {
+        cluster: ClusterOptions {
+            api_server: args.kube_api_server.clone(),
+            kubeconfig: args.kubeconfig.clone(),
+        },
+        namespace: need(&args.namespace, "--namespace", "POD_NAMESPACE")?,
+        node_name: need(&args.node_name, "--node-name", "NODE_NAME")?,
+        resource_prefix: args.policy_resource_prefix.clone(),
+        interval: args.rescan_interval,
+    }))
+}
+
 /// Runs the agent on a multi-threaded tokio runtime until SIGTERM/SIGINT.
 pub fn run(sysfs_root: &Path, args: AgentArgs) -> anyhow::Result<ExitCode> {
     let dra = dra_options(&args)?;
-    let policy = args.policy.map(|p| {
+    let cluster = cluster_source(&args)?;
+    let policy = match (cluster, args.policy.clone()) {
+        (Some(src), p) => Some((p.unwrap_or_default(), Some(src))),
+        (None, p) => p.map(|p| (p, None)),
+    };
+    let policy = policy.map(|(p, cluster)| {
         let mut o = PolicyOptions::new(
             p,
             args.state_dir.clone(),
@@ -191,6 +241,7 @@ pub fn run(sysfs_root: &Path, args: AgentArgs) -> anyhow::Result<ExitCode> {
         )
         .node_ip(args.node_ip);
         o.poll_interval = args.rescan_interval;
+        o.cluster = cluster;
         o
     });
     let agent = AgentOptions {

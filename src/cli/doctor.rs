@@ -29,7 +29,8 @@ multus (a Multus config is the first CNI config). When DPDK pools are expected \
 deviceType vfio-pci) iommu, vfio-pci and hugepages are fatal too.
 
 Never fatal (warnings): iommu-passthrough (iommu=pt), default-route (an SR-IOV \
-device carries the node's default route).";
+device carries the node's default route), cluster-policy (with --policy-source cluster: \
+SriovNetworkNodePolicy objects readable).";
 
 /// Arguments of `fastpath doctor`.
 #[derive(Debug, clap::Args)]
@@ -66,6 +67,57 @@ pub struct DoctorArgs {
     /// Node policy (YAML); read if given, for deviceType vfio-pci.
     #[arg(long)]
     pub policy: Option<PathBuf>,
+    /// Where the agent takes its policies from.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// `--policy-source cluster`: check that policies can be read.
+#[derive(Debug, Default, clap::Args)]
+pub struct ClusterArgs {
+    /// `cluster`: also check that SriovNetworkNodePolicy objects can be read.
+    #[arg(long, value_enum, default_value_t = super::agent::PolicySource::Files)]
+    pub policy_source: super::agent::PolicySource,
+    /// The namespace the agent reads policies from.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "fastpath")]
+    pub namespace: String,
+    /// API server URL (default: in-cluster account, then kubeconfig).
+    #[arg(long)]
+    pub kube_api_server: Option<String>,
+    /// kubeconfig file to use instead of the inferred one.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// Asks the API server about the policies, when asked to.
+fn cluster_policy(args: &ClusterArgs) -> Option<facts::ClusterPolicy> {
+    use crate::cluster::policy::Probe;
+    use facts::ClusterPolicy as C;
+    if args.policy_source != super::agent::PolicySource::Cluster {
+        return None;
+    }
+    let opts = crate::cluster::ClusterOptions {
+        api_server: args.kube_api_server.clone(),
+        kubeconfig: args.kubeconfig.clone(),
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return Some(C::Unreachable(format!("starting a runtime: {e}"))),
+    };
+    Some(rt.block_on(async {
+        match crate::cluster::client(&opts).await {
+            Err(e) => C::Unreachable(e.to_string()),
+            Ok(client) => match crate::cluster::policy::probe(&client, &args.namespace).await {
+                Probe::Ready => C::Ready,
+                Probe::CrdAbsent => C::CrdAbsent,
+                Probe::Forbidden(m) => C::Forbidden(m),
+                Probe::Unreachable(m) => C::Unreachable(m),
+            },
+        }
+    }))
 }
 
 /// Gathers the facts, prints the report; exit 1 when the node is not ready.
@@ -110,6 +162,7 @@ pub fn gather(sysfs: &Sysfs, args: &DoctorArgs) -> Facts {
         pod_resources_socket: (pr_sock.clone(), socket_state(&pr_sock)),
         cni_bin_dir: (args.cni_bin_dir.clone(), dir_writable(&args.cni_bin_dir)),
         cni_confs: (args.cni_conf_dir.clone(), cni_confs(&args.cni_conf_dir)),
+        cluster_policy: cluster_policy(&args.cluster),
     }
 }
 

@@ -116,6 +116,7 @@ impl Node {
             cni_conf_dir: self.p("cni/net.d"),
             config: self.p("config.json"),
             policy: None,
+            cluster: Default::default(),
         }
     }
 

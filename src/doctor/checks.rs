@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::facts::{DirState, Facts, ModuleState, PathState};
+use super::facts::{ClusterPolicy, DirState, Facts, ModuleState, PathState};
 use super::{CheckId, Finding, Status};
 
 const FIX_IOMMU: &str = "enable VT-d / AMD-Vi (IOMMU) in the firmware setup, add \
@@ -377,6 +377,43 @@ pub fn multus(facts: &Facts) -> Finding {
         )
         .with_fix(install),
     }
+}
+
+/// Without the policies the agent runs from its files: worth fixing, but
+/// the node still serves pods, so never fatal.
+pub fn cluster_policy(facts: &Facts) -> Option<Finding> {
+    let c = CheckId::ClusterPolicy;
+    let overlay = "kubectl apply -k deploy/overlays/policy-from-cluster";
+    Some(match facts.cluster_policy.as_ref()? {
+        ClusterPolicy::Ready => finding(
+            c,
+            Status::Ok,
+            false,
+            "SriovNetworkNodePolicy objects are readable".into(),
+        ),
+        ClusterPolicy::CrdAbsent => finding(
+            c,
+            Status::Warn,
+            false,
+            "the SriovNetworkNodePolicy CRD is not installed: the agent runs from its files"
+                .into(),
+        )
+        .with_fix(format!("{overlay} (it vendors the operator's CRDs)")),
+        ClusterPolicy::Forbidden(m) => finding(
+            c,
+            Status::Warn,
+            false,
+            format!("listing SriovNetworkNodePolicy objects is forbidden ({m}): the agent runs from its files"),
+        )
+        .with_fix(format!("{overlay} (its Role lets the agent list and watch policies)")),
+        ClusterPolicy::Unreachable(m) => finding(
+            c,
+            Status::Warn,
+            false,
+            format!("the API server cannot be reached: {m}"),
+        )
+        .with_fix("check --kube-api-server or the kubeconfig, and the network to the API server"),
+    })
 }
 
 fn in_dir(dir: &Path, file: &str) -> String {

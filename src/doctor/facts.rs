@@ -37,6 +37,22 @@ pub struct Facts {
     /// The CNI conf dir and its config files in the order the runtime
     /// reads them (the first one is the node's network).
     pub cni_confs: (PathBuf, Probe<Vec<MultusConf>>),
+    /// Whether SriovNetworkNodePolicy objects can be read; `None` when
+    /// not asked (`--policy-source files`).
+    pub cluster_policy: Option<ClusterPolicy>,
+}
+
+/// What the API server says about SriovNetworkNodePolicy objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterPolicy {
+    /// Served and readable.
+    Ready,
+    /// The CRD is not installed (404).
+    CrdAbsent,
+    /// Listing is forbidden (403), with the server's message.
+    Forbidden(String),
+    /// The API server could not be asked, with why.
+    Unreachable(String),
 }
 
 /// Why DPDK pools are (or are not) expected on this node.

@@ -13,7 +13,8 @@ mod render;
 use serde::Serialize;
 
 pub use facts::{
-    DirState, DpdkExpectation, Facts, Hugepages, ModuleState, MultusConf, PathState, Probe,
+    ClusterPolicy, DirState, DpdkExpectation, Facts, Hugepages, ModuleState, MultusConf, PathState,
+    Probe,
 };
 pub use render::render_table;
 
@@ -41,6 +42,8 @@ pub enum CheckId {
     CniBinDir,
     /// Multus is the node's first CNI config.
     Multus,
+    /// SriovNetworkNodePolicy objects are readable (`--policy-source cluster`).
+    ClusterPolicy,
 }
 
 impl CheckId {
@@ -57,6 +60,7 @@ impl CheckId {
             CheckId::PodResourcesSocket => "pod-resources-socket",
             CheckId::CniBinDir => "cni-bin-dir",
             CheckId::Multus => "multus",
+            CheckId::ClusterPolicy => "cluster-policy",
         }
     }
 }
@@ -115,7 +119,7 @@ pub struct Report {
 /// Runs every check over `facts`.
 pub fn diagnose(facts: &Facts) -> Report {
     let dpdk = facts.dpdk.expected();
-    let findings = vec![
+    let mut findings = vec![
         checks::iommu(facts, dpdk),
         checks::iommu_passthrough(facts),
         checks::vfio_pci(facts, dpdk),
@@ -140,6 +144,9 @@ pub fn diagnose(facts: &Facts) -> Report {
         checks::cni_bin_dir(facts),
         checks::multus(facts),
     ];
+    // Only asked for with --policy-source cluster, so other reports keep
+    // their shape.
+    findings.extend(checks::cluster_policy(facts));
     let ready = findings.iter().all(|f| f.status != Status::Fail);
     Report { ready, findings }
 }

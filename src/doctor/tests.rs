@@ -136,6 +136,49 @@ fn facts() -> Facts {
                 is_multus: true,
             }]),
         ),
+        cluster_policy: None,
+    }
+}
+
+#[test]
+fn cluster_policy_is_reported_only_when_asked_and_never_fatal() {
+    let mut f = facts();
+    let base = diagnose(&f);
+    assert!(
+        base.findings
+            .iter()
+            .all(|x| x.check != CheckId::ClusterPolicy)
+    );
+    for (fact, status, want) in [
+        (ClusterPolicy::Ready, Status::Ok, "readable"),
+        (
+            ClusterPolicy::CrdAbsent,
+            Status::Warn,
+            "CRD is not installed",
+        ),
+        (
+            ClusterPolicy::Forbidden("no list".into()),
+            Status::Warn,
+            "forbidden (no list)",
+        ),
+        (
+            ClusterPolicy::Unreachable("refused".into()),
+            Status::Warn,
+            "cannot be reached: refused",
+        ),
+    ] {
+        f.cluster_policy = Some(fact.clone());
+        let r = diagnose(&f);
+        let x = r
+            .findings
+            .iter()
+            .find(|x| x.check == CheckId::ClusterPolicy)
+            .unwrap();
+        assert_eq!(x.status, status, "{fact:?}");
+        assert!(x.message.contains(want), "{fact:?}: {}", x.message);
+        assert!(!x.fatal);
+        assert_eq!(x.fix.is_some(), status != Status::Ok, "{fact:?}");
+        assert_eq!(r.ready, base.ready, "{fact:?}: never changes readiness");
     }
 }
 
