@@ -66,6 +66,7 @@ fn pools_file(state_dir: &std::path::Path) -> std::path::PathBuf {
 pub fn last_pools(state_dir: &std::path::Path, prefix: &str) -> crate::pools::Config {
     let empty = crate::pools::Config {
         resource_list: Vec::new(),
+        dra_pools: Vec::new(),
         notes: Vec::new(),
     };
     match std::fs::read_to_string(pools_file(state_dir)) {

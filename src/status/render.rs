@@ -394,6 +394,7 @@ mod authority_tests {
                 last_authority: (count > 0)
                     .then(|| "/var/lib/kubelet/device-plugins/a.sock".into()),
             },
+            dra: None,
         };
         let mut out = Vec::new();
         text(&build(&agent, Some(vec![])), &mut out).unwrap();
