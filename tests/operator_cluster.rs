@@ -112,12 +112,23 @@ struct Agent {
     handle: AgentHandle,
     kubelet: FakeKubelet,
     stop: Option<oneshot::Sender<()>>,
-    _kernel: FakeKernel,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _kernel: Option<FakeKernel>,
 }
 
 async fn start_agent(server: &FakeApiServer, interval: Duration) -> Agent {
     let (dir, fs) = prepare(&[pf(0)], FILE_CONFIG);
     let kernel = FakeKernel::start(fs, PF, pf);
+    launch(dir, Some(kernel), &server.url(), interval).await
+}
+
+/// Runs the agent on an existing tree in `dir`.
+async fn launch(
+    dir: tempfile::TempDir,
+    kernel: Option<FakeKernel>,
+    url: &str,
+    interval: Duration,
+) -> Agent {
     let mut agent = options(dir.path(), false);
     agent.rescan_interval = Duration::from_secs(60);
     let mut policy = PolicyOptions::new(
@@ -129,7 +140,7 @@ async fn start_agent(server: &FakeApiServer, interval: Duration) -> Agent {
     policy.reconcile.wait_timeout = Duration::from_secs(2);
     policy.cluster = Some(ClusterSource {
         cluster: ClusterOptions {
-            api_server: Some(server.url()),
+            api_server: Some(url.to_string()),
             kubeconfig: None,
         },
         namespace: NS.into(),
@@ -146,18 +157,31 @@ async fn start_agent(server: &FakeApiServer, interval: Duration) -> Agent {
     };
     let handle = AgentHandle::new();
     let h = handle.clone();
-    tokio::spawn(async move {
-        node::run(opts, h, async {
+    let task = tokio::spawn(async move {
+        let _ = node::run(opts, h, async {
             let _ = stopped.await;
         })
-        .await
+        .await;
     });
     Agent {
         dir,
         handle,
         kubelet,
         stop: Some(stop),
+        task: Some(task),
         _kernel: kernel,
+    }
+}
+
+impl Agent {
+    /// Stops the agent and waits for it to remove its sockets.
+    async fn shut_down(mut self) -> tempfile::TempDir {
+        let _ = self.stop.take().map(|s| s.send(()));
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        self.kubelet.stop().await;
+        self.dir
     }
 }
 
@@ -295,6 +319,7 @@ async fn a_policy_object_drives_vfs_and_pools_live_and_is_reported() {
     assert!(kept.contains("\"igbvf-b\""), "{kept}");
 
     // The API server goes away: the last applied policy stays.
+    let server_url = server.url();
     server.shutdown().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(numvfs(a.dir.path()), "3\n");
@@ -302,7 +327,26 @@ async fn a_policy_object_drives_vfs_and_pools_live_and_is_reported() {
         wb.next(Duration::from_millis(300)).await.is_none(),
         "the pool did not change"
     );
-    let _ = a.stop.take().map(|s| s.send(()));
+
+    // Restarted while the API server is still away: the pools last
+    // applied are served again.
+    let url = server_url;
+    let dir = a.shut_down().await;
+    let mut b = launch(dir, None, &url, Duration::from_millis(20)).await;
+    let reg = b
+        .kubelet
+        .next_registration(T)
+        .await
+        .expect("registers again");
+    assert_eq!(reg.resource_name, "openshift.io/igbvf-b");
+    let mut c = PluginClient::connect(&b.kubelet.endpoint_path(&reg))
+        .await
+        .unwrap();
+    let mut w = c.list_and_watch().await.unwrap();
+    w.until(T, |r| r.devices.len() == 3)
+        .await
+        .expect("the kept pool with its 3 VFs");
+    b.shut_down().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
