@@ -3,8 +3,10 @@
 //! fake kernel makes the VFs) and served to a fake kubelet; the node state
 //! is written by server-side apply and read back; Events are created; a
 //! Node label change re-selects; a refused field is reported; an idle
-//! agent writes nothing; a lost API server undoes nothing. Also: CRDs
-//! absent or forbidden means files only.
+//! agent writes nothing; a lost API server undoes nothing, and a restart
+//! without it serves the pools last applied; a VF held by a pod holds its
+//! change; SIGHUP applies again; CRDs absent means files only. The API
+//! calls alone are in operator_cluster_api.rs.
 
 #[path = "operate/kernel.rs"]
 mod kernel;
@@ -15,14 +17,13 @@ mod rig;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fake_apiserver::{FakeApiServer, Fault};
+use fake_apiserver::FakeApiServer;
 use fake_kubelet::{FakeKubelet, PluginClient, ids};
 use fastpath::agent::AgentHandle;
 use fastpath::agent::cluster_policy::ClusterSource;
 use fastpath::agent::node::{self, NodeOptions};
 use fastpath::agent::policy::PolicyOptions;
 use fastpath::cluster::ClusterOptions;
-use fastpath::cluster::policy::{Probe, probe};
 use kernel::FakeKernel;
 use rig::{T, options, prepare};
 use serde_json::{Value, json};
@@ -112,12 +113,23 @@ struct Agent {
     handle: AgentHandle,
     kubelet: FakeKubelet,
     stop: Option<oneshot::Sender<()>>,
-    _kernel: FakeKernel,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _kernel: Option<FakeKernel>,
 }
 
 async fn start_agent(server: &FakeApiServer, interval: Duration) -> Agent {
     let (dir, fs) = prepare(&[pf(0)], FILE_CONFIG);
     let kernel = FakeKernel::start(fs, PF, pf);
+    launch(dir, Some(kernel), &server.url(), interval).await
+}
+
+/// Runs the agent on an existing tree in `dir`.
+async fn launch(
+    dir: tempfile::TempDir,
+    kernel: Option<FakeKernel>,
+    url: &str,
+    interval: Duration,
+) -> Agent {
     let mut agent = options(dir.path(), false);
     agent.rescan_interval = Duration::from_secs(60);
     let mut policy = PolicyOptions::new(
@@ -129,7 +141,7 @@ async fn start_agent(server: &FakeApiServer, interval: Duration) -> Agent {
     policy.reconcile.wait_timeout = Duration::from_secs(2);
     policy.cluster = Some(ClusterSource {
         cluster: ClusterOptions {
-            api_server: Some(server.url()),
+            api_server: Some(url.to_string()),
             kubeconfig: None,
         },
         namespace: NS.into(),
@@ -146,18 +158,31 @@ async fn start_agent(server: &FakeApiServer, interval: Duration) -> Agent {
     };
     let handle = AgentHandle::new();
     let h = handle.clone();
-    tokio::spawn(async move {
-        node::run(opts, h, async {
+    let task = tokio::spawn(async move {
+        let _ = node::run(opts, h, async {
             let _ = stopped.await;
         })
-        .await
+        .await;
     });
     Agent {
         dir,
         handle,
         kubelet,
         stop: Some(stop),
+        task: Some(task),
         _kernel: kernel,
+    }
+}
+
+impl Agent {
+    /// Stops the agent and waits for it to remove its sockets.
+    async fn shut_down(mut self) -> tempfile::TempDir {
+        let _ = self.stop.take().map(|s| s.send(()));
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        self.kubelet.stop().await;
+        self.dir
     }
 }
 
@@ -295,6 +320,7 @@ async fn a_policy_object_drives_vfs_and_pools_live_and_is_reported() {
     assert!(kept.contains("\"igbvf-b\""), "{kept}");
 
     // The API server goes away: the last applied policy stays.
+    let server_url = server.url();
     server.shutdown().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(numvfs(a.dir.path()), "3\n");
@@ -302,7 +328,26 @@ async fn a_policy_object_drives_vfs_and_pools_live_and_is_reported() {
         wb.next(Duration::from_millis(300)).await.is_none(),
         "the pool did not change"
     );
-    let _ = a.stop.take().map(|s| s.send(()));
+
+    // Restarted while the API server is still away: the pools last
+    // applied are served again.
+    let url = server_url;
+    let dir = a.shut_down().await;
+    let mut b = launch(dir, None, &url, Duration::from_millis(20)).await;
+    let reg = b
+        .kubelet
+        .next_registration(T)
+        .await
+        .expect("registers again");
+    assert_eq!(reg.resource_name, "openshift.io/igbvf-b");
+    let mut c = PluginClient::connect(&b.kubelet.endpoint_path(&reg))
+        .await
+        .unwrap();
+    let mut w = c.list_and_watch().await.unwrap();
+    w.until(T, |r| r.devices.len() == 3)
+        .await
+        .expect("the kept pool with its 3 VFs");
+    b.shut_down().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,67 +365,6 @@ async fn crds_absent_means_files_only() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(server.writes(), 0, "{:#?}", server.requests());
     let _ = a.stop.take().map(|s| s.send(()));
-}
-
-#[tokio::test]
-async fn probe_names_absent_crds_and_missing_rbac() {
-    let server = FakeApiServer::start().await.unwrap();
-    let client = fastpath::cluster::client(&ClusterOptions {
-        api_server: Some(server.url()),
-        kubeconfig: None,
-    })
-    .await
-    .unwrap();
-    assert_eq!(probe(&client, NS).await, Probe::Ready);
-    server.fail(Fault::new(403, "sriovnetworknodepolicies", 1));
-    let p = probe(&client, NS).await;
-    assert!(matches!(p, Probe::Forbidden(_)), "{p:?}");
-    assert!(p.to_string().contains("RBAC"), "{p}");
-    server.unregister(
-        "sriovnetwork.openshift.io",
-        "v1",
-        "sriovnetworknodepolicies",
-    );
-    let p = probe(&client, NS).await;
-    assert_eq!(p, Probe::CrdAbsent);
-    assert!(p.to_string().contains("CRDs are not installed"), "{p}");
-}
-
-/// A CNI record for VF 1 of the PF, as an attached pod leaves it.
-fn hold_vf1(state: &std::path::Path) -> fastpath::pci::PciAddress {
-    use fastpath::cni::plan::Step;
-    use fastpath::cni::records::{self, Durability, Original, Phase, RECORD_VERSION, Record};
-    let pci: fastpath::pci::PciAddress = "0000:05:10.2".parse().unwrap();
-    let r = Record {
-        version: RECORD_VERSION,
-        pci,
-        pf_pci: PF.parse().unwrap(),
-        pf_name: Some("enp5s0".into()),
-        pf_driver: "igb".into(),
-        vf_index: 1,
-        dpdk: false,
-        network: "net".into(),
-        container_id: "c1".into(),
-        ifname: "net1".into(),
-        netns: Some("/run/netns/pod".into()),
-        pod_namespace: Some("default".into()),
-        pod_name: Some("pod".into()),
-        pod_uid: Some("uid".into()),
-        since: 1,
-        original: Original {
-            ifname: Some("enp5s0v1".into()),
-            mac: None,
-            mtu: Some(1500),
-            pf_side: None,
-        },
-        plan: vec![Step::MoveToPod, Step::Up],
-        reached: 2,
-        phase: Phase::Attached,
-        result: None,
-        ipam: None,
-    };
-    records::save(state, &r, Durability::Atomic).unwrap();
-    pci
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -442,103 +426,39 @@ async fn a_vf_held_by_a_pod_holds_the_change_and_the_status_says_so() {
     let _ = a.stop.take().map(|s| s.send(()));
 }
 
-#[tokio::test]
-async fn node_state_is_created_then_applied_and_a_foreign_owner_is_named() {
-    use fastpath::cluster::nodestate::{NodeStateError, NodeStateWriter};
-    use fastpath::operator::{Decision, Outcome, node_state_status};
-    let server = FakeApiServer::start().await.unwrap();
-    let client = fastpath::cluster::client(&ClusterOptions {
-        api_server: Some(server.url()),
-        kubeconfig: None,
-    })
-    .await
-    .unwrap();
-    let inv = fastpath::inventory::Inventory::default();
-    let d: Decision =
-        fastpath::operator::decide(&[], &Default::default(), &inv, &Default::default()).unwrap();
-    let ok = node_state_status(&inv, &d, &Outcome::Applied { held: vec![] });
-
-    // No object yet (nobody runs the operator): created, then its status.
-    let mut w = NodeStateWriter::new(client.clone(), NS, NODE);
-    assert!(w.write(&ok).await.unwrap());
-    let st = server.get(STATE.0, STATE.1, Some(NS), NODE).unwrap();
-    assert_eq!(st["status"]["syncStatus"], "Succeeded");
-    // The same status again: no request at all.
-    server.clear_requests();
-    assert!(!w.write(&ok).await.unwrap());
-    assert_eq!(server.requests().len(), 0);
-
-    // Another manager (as the operator's daemon would) owns the status of
-    // another node's object: created, then its status changed, since a
-    // create does not record owners of status fields and an update does.
-    let mut foreign = json!({"apiVersion": STATE.0, "kind": STATE.1,
-                             "metadata": {"name": "node-b", "namespace": NS}});
-    server.seed(foreign.clone()).unwrap();
-    foreign["status"] = json!({"syncStatus": "InProgress", "lastSyncError": "draining"});
-    server.seed(foreign).unwrap();
-    let mut other = NodeStateWriter::new(client, NS, "node-b");
-    let e = other.write(&ok).await.unwrap_err();
-    assert!(matches!(e, NodeStateError::Conflict { .. }), "{e:?}");
-    assert!(e.to_string().contains("config daemon"), "{e}");
-}
-
-#[test]
-fn doctor_reports_absent_crds_when_asked() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let server = rt.block_on(FakeApiServer::start()).unwrap();
-    server.unregister(
-        "sriovnetwork.openshift.io",
-        "v1",
-        "sriovnetworknodepolicies",
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let d = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
-    let url = server.url();
-    let cli = <fastpath::cli::Cli as clap::Parser>::try_parse_from([
-        "fastpath",
-        "--sysfs-root",
-        &d("sys"),
-        "doctor",
-        "--json",
-        "--proc-root",
-        &d("proc"),
-        "--kubelet-dir",
-        &d("kubelet"),
-        "--cni-bin-dir",
-        &d("bin"),
-        "--cni-conf-dir",
-        &d("net.d"),
-        "--config",
-        &d("c.json"),
-        "--policy-source",
-        "cluster",
-        "--namespace",
-        NS,
-        "--kube-api-server",
-        &url,
-    ])
-    .unwrap();
-    let mut out = Vec::new();
-    fastpath::cli::run_to(cli, &mut out).unwrap();
-    let report: Value = serde_json::from_slice(&out).unwrap();
-    let f = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["check"] == "cluster-policy")
-        .expect("a cluster-policy finding")
-        .clone();
-    assert_eq!(f["status"], "warn");
-    assert!(
-        f["message"]
-            .as_str()
-            .unwrap()
-            .contains("CRD is not installed"),
-        "{f}"
-    );
-    assert!(
-        f["fix"].as_str().unwrap().contains("policy-from-cluster"),
-        "{f}"
-    );
-    drop(server);
+/// A CNI record for VF 1 of the PF, as an attached pod leaves it.
+fn hold_vf1(state: &std::path::Path) -> fastpath::pci::PciAddress {
+    use fastpath::cni::plan::Step;
+    use fastpath::cni::records::{self, Durability, Original, Phase, RECORD_VERSION, Record};
+    let pci: fastpath::pci::PciAddress = "0000:05:10.2".parse().unwrap();
+    let r = Record {
+        version: RECORD_VERSION,
+        pci,
+        pf_pci: PF.parse().unwrap(),
+        pf_name: Some("enp5s0".into()),
+        pf_driver: "igb".into(),
+        vf_index: 1,
+        dpdk: false,
+        network: "net".into(),
+        container_id: "c1".into(),
+        ifname: "net1".into(),
+        netns: Some("/run/netns/pod".into()),
+        pod_namespace: Some("default".into()),
+        pod_name: Some("pod".into()),
+        pod_uid: Some("uid".into()),
+        since: 1,
+        original: Original {
+            ifname: Some("enp5s0v1".into()),
+            mac: None,
+            mtu: Some(1500),
+            pf_side: None,
+        },
+        plan: vec![Step::MoveToPod, Step::Up],
+        reached: 2,
+        phase: Phase::Attached,
+        result: None,
+        ipam: None,
+    };
+    records::save(state, &r, Durability::Atomic).unwrap();
+    pci
 }

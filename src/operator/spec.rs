@@ -14,7 +14,9 @@ use crate::pci::{PciAddress, PciId};
 use crate::provision::DeviceType;
 use crate::provision::policy::{MAX_MTU, MIN_MTU};
 
-/// The operator's default priority (the lowest).
+/// The priority the operator's mutating webhook gives a policy without
+/// one (the lowest); without the operator no webhook runs, so fastpath
+/// applies the same default when reading.
 pub const DEFAULT_PRIORITY: u32 = 99;
 
 /// One policy object, checked.
@@ -219,7 +221,10 @@ pub fn parse(obj: &Value) -> Result<NodePolicy, OperatorError> {
         Some(s) if s.eq_ignore_ascii_case("ib") => Some(LinkType::Ib),
         Some(other) => return Err(f.err("linkType", format!("{other:?} is not eth or ib"))),
     };
-    let is_rdma = f.bool("isRdma")?;
+    // The operator's mutating webhook sets isRdma for InfiniBand kernel
+    // VFs, whatever the object says: they are only usable through RDMA.
+    let is_rdma = f.bool("isRdma")?
+        || (link_type == Some(LinkType::Ib) && device_type != DeviceType::VfioPci);
     if is_rdma && device_type == DeviceType::VfioPci {
         return Err(f.err(
             "isRdma",

@@ -77,6 +77,21 @@ fn renders_the_node_policy_and_one_pool_per_resource() {
 }
 
 #[test]
+fn infiniband_kernel_vfs_are_rdma_as_the_operators_webhook_makes_them() {
+    let ib = |device_type: &str| {
+        let d = decide_all(&[pol(
+            "ib",
+            json!({"numVfs": 2, "linkType": "IB", "deviceType": device_type,
+                   "nicSelector": {"pfNames": ["ib0"]}}),
+        )]);
+        assert!(d.refused.is_empty(), "{:#?}", d.refused);
+        d.interfaces[0].groups[0].is_rdma
+    };
+    assert!(ib("netdevice"));
+    assert!(!ib("vfio-pci"));
+}
+
+#[test]
 fn resource_prefix_is_configurable_and_checked() {
     let objs = [pol("p", json!({}))];
     let opts = Options {
