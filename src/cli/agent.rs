@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::agent::dra::DraAgentOptions;
 use crate::agent::cluster_policy::ClusterSource;
+use crate::agent::dra::DraAgentOptions;
 use crate::agent::node::{self, NodeOptions};
 use crate::agent::policy::PolicyOptions;
 use crate::agent::{AgentHandle, AgentOptions};
