@@ -139,8 +139,16 @@ async fn register_mode_lists_and_allocates_every_kind() {
 async fn plugin_watcher_mode_registers_through_get_info() {
     let rig = Rig::start(&example_host(), CONFIG, true);
     let registry = rig.opts.plugins_registry_dir.clone();
-    wait_for(&registry.join("intel.com_sriov_dpdk.sock")).await;
-    wait_for(&registry.join("mellanox.com_ib.sock")).await;
+    // Every pool's socket, not a sample: the servers start one after
+    // another, so waiting for two let discovery race the other two.
+    for pool in [
+        "intel.com_sriov_netdevice",
+        "intel.com_sriov_dpdk",
+        "mellanox.com_vhost",
+        "mellanox.com_ib",
+    ] {
+        wait_for(&registry.join(format!("{pool}.sock"))).await;
+    }
     let found = discover_plugins(&registry).await.unwrap();
     assert_eq!(found.len(), 4);
     let dpdk = found
