@@ -1,6 +1,7 @@
 //! The one fastpath binary: CLI commands, the node agent, and (when
 //! `CNI_COMMAND` is set) the CNI plugin.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -33,7 +34,13 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let cli = fastpath::cli::Cli::parse();
-    fastpath::cli::init_logging(cli.log_format);
+    // tracing-subscriber alone would colour a pipe or a log file whenever
+    // NO_COLOR is unset; clap decides the same way for its own messages.
+    let ansi = fastpath::cli::colour::wanted(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    fastpath::cli::init_logging(cli.log_format, ansi);
     match fastpath::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

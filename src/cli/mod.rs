@@ -3,6 +3,7 @@
 //! as arguments and write to the writer they are given.
 
 mod agent;
+pub mod colour;
 mod doctor;
 mod install_cni;
 pub mod list;
@@ -66,13 +67,15 @@ pub enum Command {
     Status(status::StatusArgs),
 }
 
-/// Sets up `tracing` on stderr; `RUST_LOG` (default `info`) filters.
-pub fn init_logging(format: LogFormat) {
+/// Sets up `tracing` on stderr; `RUST_LOG` (default `info`) filters;
+/// `ansi` from [`colour::wanted`].
+pub fn init_logging(format: LogFormat, ansi: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let _ = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -38,6 +38,11 @@ slow() {
     [ $(($(uptime_cs) - $1)) -lt 100 ] || say "(took $(elapsed_since "$1")s)"
 }
 
+# fact WHAT TEXT: one line of the closing summary (what was created,
+# advertised, attached, restored, with the times this run measured);
+# run-steps prints them after the last step.
+fact() { printf '%-11s %s\n' "$1" "$2" >>"$STATE/facts"; }
+
 fail() {
     printf '  FAIL: %s\n' "$*" >&2
     exit 1
@@ -114,15 +119,19 @@ wait_for() {
     return 0
 }
 
-# fp_list: `fastpath list --json` into $STATE/list.json (echoed in demo mode
-# as the table).
+# fp_list: `fastpath list --json` into $STATE/list.json, for the checks. The
+# demo also runs the plain `fastpath list` and shows its table: each command
+# shown is the command that ran, with its own output.
 fp_list() {
-    printf '  $ fastpath list --json\n'
+    printf '  $ fastpath list --json >%s\n' "$STATE/list.json"
     t_list=$(uptime_cs)
     fastpath list --json >"$STATE/list.json" 2>"$STATE/list.err" ||
         fail "fastpath list --json: $(cat "$STATE/list.err")"
     slow "$t_list"
-    if demo; then fastpath list 2>/dev/null | sed 's/^/    /'; fi
+    if demo; then
+        printf '  $ fastpath list\n'
+        fastpath list 2>&1 | sed 's/^/    /'
+    fi
     return 0
 }
 
@@ -202,14 +211,18 @@ pf_vf_view() {
 # cni VERB CONFIG_FILE CONTAINER_ID NETNS IFNAME POD_NAME POD_UID: executes
 # the fastpath CNI as Multus executes a delegate (same environment, config
 # on stdin); stdout to $STATE/cni.out, exit status in $cni_rc.
+# $cni_s: how long it took (seconds).
 cni() {
-    printf '  $ CNI_COMMAND=%s CNI_IFNAME=%s CNI_NETNS=%s fastpath <%s\n' "$1" "$5" "$4" "$2"
+    printf '  $ CNI_COMMAND=%s CNI_CONTAINERID=%s CNI_NETNS=%s CNI_IFNAME=%s CNI_PATH=/usr/lib/cni \\\n' "$1" "$3" "$4" "$5"
+    printf '      CNI_ARGS="IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=%s;K8S_POD_INFRA_CONTAINER_ID=%s;K8S_POD_UID=%s" \\\n' "$6" "$3" "$7"
+    printf '      fastpath <%s >%s 2>%s\n' "$2" "$STATE/cni.out" "$STATE/cni.err"
     t_cni=$(uptime_cs)
     CNI_COMMAND=$1 CNI_CONTAINERID=$3 CNI_NETNS=$4 CNI_IFNAME=$5 CNI_PATH=/usr/lib/cni \
         CNI_ARGS="IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$6;K8S_POD_INFRA_CONTAINER_ID=$3;K8S_POD_UID=$7" \
         fastpath <"$2" >"$STATE/cni.out" 2>"$STATE/cni.err"
     cni_rc=$?
-    say "CNI $1 $5: exit $cni_rc in $(elapsed_since "$t_cni")s"
+    cni_s=$(elapsed_since "$t_cni")
+    say "CNI $1 $5: exit $cni_rc in ${cni_s}s"
     if demo; then sed 's/^/    /' "$STATE/cni.out"; fi
     return 0
 }

@@ -1,6 +1,7 @@
 # Loads the kernel modules the scenario needs (igb, igbvf, vfio-pci,
 # vfio_iommu_type1, veth and their dependencies, in dependency order) and
 # checks the IOMMU is on: without it there are no IOMMU groups and no VFIO.
+# demo: yes
 . /fastpath-vm/lib.sh
 
 explain "QEMU emulates two Intel 82576 (igb) NICs with SR-IOV behind an emulated Intel IOMMU."

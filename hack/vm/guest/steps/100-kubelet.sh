@@ -5,12 +5,14 @@
 # topology the kernel reports (QEMU has no NUMA: numa_node -1, so none),
 # then GetPreferredAllocation and Allocate for a pod needing 1 net + 1 dpdk
 # VF. The allocated IDs and the Allocate response are kept for the CNI.
+# demo: yes
 . /fastpath-vm/lib.sh
 
 explain "kubelet discovers the plugins, watches their device lists and allocates for a pod."
 out_json=$STATE/kubelet.json
+t_kubelet=$(uptime_cs)
 run sh -c "fake-kubelet --plugins-registry-dir $REGISTRY --resource vm/sriov_net --resource vm/sriov_dpdk --allocate 1 --timeout 30 >$out_json"
-if demo; then sed 's/^/    /' "$out_json"; fi
+kubelet_s=$(elapsed_since "$t_kubelet")
 
 # One jq run: one line per resource, fields split by | (not in JSON values), with everything the checks need.
 jq -r '.results[] | [.resource, (.devices | map(.id) | sort | join(",")),
@@ -52,7 +54,11 @@ while IFS='|' read -r resource ids health numa pref_avail preferred envs devices
         state_set pod_dpdk_container "$(echo "$devices" | cut -d, -f1 | cut -d'>' -f1)"
         state_set pod_dpdk_group "$(echo "$devices" | cut -d, -f2 | cut -d'>' -f1)"
     fi
-    say "$resource: $(echo "$ids" | tr , '\n' | grep -c .) devices, Healthy, no NUMA; allocated $preferred"
+    count=$(echo "$ids" | tr , '\n' | grep -c .)
+    say "$resource: $count devices, Healthy, no NUMA; allocated $preferred"
+    seen="${seen:+$seen, }$resource $count"
+    allocated="${allocated:+$allocated, }$kind $preferred"
 done <"$STATE/kubelet.lines"
 say "Allocate: $(cut -d'|' -f7 "$STATE/kubelet.lines" | tr ';' '\n' | grep -v _INFO= | tr '\n' ' ')"
 say "device specs (dpdk): $(state_get pod_dpdk_container) $(state_get pod_dpdk_group)"
+fact kubelet "saw $seen Healthy and allocated $allocated: ${kubelet_s}s from discovery to Allocate"

@@ -4,6 +4,7 @@
 # be in the netns as net1 with the NAD's MAC, MTU and IP, and the PF must
 # show the VF's vlan, spoofchk off, trust on and MAC. The DPDK VF goes
 # through the same CNI: PF-side settings and IPAM only, result with pciID.
+# demo: yes
 . /fastpath-vm/lib.sh
 
 explain "What Multus does for a pod with two SR-IOV networks: one CNI ADD per network."
@@ -41,6 +42,7 @@ jq --arg d "$net" '. + {deviceID: $d, pciBusID: $d}' /fastpath-vm/files/nad-net.
     fail "jq: injecting deviceID"
 
 cni_ok ADD "$STATE/nad-net.json" "$cid" "/run/netns/$ns" net1 pod-a "$uid"
+net_s=$cni_s
 cp "$STATE/cni.out" "$STATE/add-net.json"
 assert_eq "ADD result: interface, mac, mtu, pciID, sandbox, ip" \
     "net1 02:fa:57:00:10:01 1400 $net /run/netns/$ns 10.56.217.171/24" \
@@ -58,6 +60,7 @@ assert_match "ip link show $pf_if" "vf $idx .*link/ether 02:fa:57:00:10:01.*vlan
 say "pod-a net1: VF $net, 02:fa:57:00:10:01, mtu 1400, 10.56.217.171/24; PF side vlan 100, spoofchk off, trust on"
 
 cni_ok ADD "$STATE/nad-dpdk.json" "$cid" "/run/netns/$ns" net2 pod-a "$uid"
+dpdk_s=$cni_s
 cp "$STATE/cni.out" "$STATE/add-dpdk.json"
 assert_eq "DPDK ADD result: pciID, ip" "$dpdk 10.56.218.10/24" \
     "$(jq -r '[.interfaces[0].pciID, .ips[0].address] | join(" ")' "$STATE/add-dpdk.json")"
@@ -68,3 +71,4 @@ view=$(pf_vf_view "$pf_if" "$idx")
 state_set pod_dpdk_after_add "$view"
 assert_eq "PF $pf_if vf $idx: vlan qos spoofchk trust" "300 0 false true" "$(echo "$view" | cut -d' ' -f2-)"
 say "pod-a DPDK VF $dpdk: pciID in the result, 10.56.218.10/24 from IPAM; PF side vlan 300, spoofchk off, trust on"
+fact attached "pod-a got kernel VF $net as net1 (10.56.217.171/24, vlan 100) in ${net_s}s and DPDK VF $dpdk (vfio-pci, vlan 300) in ${dpdk_s}s (CNI ADD each)"

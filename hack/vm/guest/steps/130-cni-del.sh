@@ -3,6 +3,7 @@
 # vlan 0, spoofchk, trust). A second pod whose netns is deleted before its
 # DEL (the VF comes back under its pod-side name): DEL still restores it
 # fully. DEL of the DPDK VF succeeds and restores its PF-side settings.
+# demo: yes
 . /fastpath-vm/lib.sh
 
 explain "CNI DEL restores the VF; even when the pod's netns is already gone."
@@ -21,6 +22,7 @@ restored() {
 }
 
 cni_ok DEL "$STATE/nad-net.json" "$cid" "/run/netns/$ns" net1 pod-a "$uid"
+del_s=$cni_s
 restored "$net" "$(state_get pod_net_host_if)" "$(state_get pod_net_host_mac)" "$(state_get pod_net_host_mtu)" \
     "$(state_get pod_net_pf_if)" "$(state_get pod_net_idx)" "$(state_get pod_net_before)"
 say "pod-a net1 DEL: $net back as $(state_get pod_net_host_if), PF side: $(state_get pod_net_before)"
@@ -71,3 +73,4 @@ say "pod-b: netns deleted first, $b came back as net1; DEL restored it as $b_if,
 # A repeated DEL succeeds and changes nothing (the runtime may retry).
 cni_ok DEL "$STATE/nad-net-b.json" "$cid_b" "/run/netns/$ns_b" net1 pod-b "$uid_b"
 restored "$b" "$b_if" "$b_mac" "$b_mtu" "$b_pf_if" "$b_idx" "$b_before"
+fact restored "CNI DEL gave $net back as $(state_get pod_net_host_if) (name, MAC, MTU, PF side) in ${del_s}s; pod-b's netns was deleted first: $b came back as net1, DEL restored it as $b_if"

@@ -6,6 +6,7 @@
 # side, releases the lease and drops the record, before it serves
 # kubelet. The agent is left running for the next steps, restarted with
 # the command line step 90 gave it.
+# demo: yes
 . /fastpath-vm/lib.sh
 
 explain "Agent start-up reconcile: a VF stranded by a deleted pod netns comes home when the agent starts."
@@ -72,3 +73,4 @@ assert_eq "status: start-up reconcile restored renamed failed" "1 1 0" \
     "$(printf '%s\n' "$out" | jq -r '.startupReconcile | "\(.restored) \(.renamed) \(.failures | length)"')"
 took_ms=$(printf '%s\n' "$out" | jq -r '.startupReconcile.durationUs / 1000 | floor')
 say "agent restarted (pid $pid): $c renamed back from $back_as to $c_if, MAC $c_mac, MTU $c_mtu, PF side: $c_before; record gone; reconcile took ${took_ms} ms"
+fact recovered "pod-c's netns lost with no DEL while the agent was down: on restart the agent renamed $c back from $back_as to $c_if and restored its PF side (${took_ms} ms of reconcile)"

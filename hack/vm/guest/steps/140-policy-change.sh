@@ -4,6 +4,7 @@
 # sees 9 through ListAndWatch with no agent restart. Measures the file
 # change to that ListAndWatch update; then `fastpath apply` of the same
 # file must find nothing to change.
+# demo: yes
 . /fastpath-vm/lib.sh
 
 explain "Change the policy while everything runs: no drain, no restart; kubelet sees the new VFs."
@@ -44,3 +45,4 @@ assert_eq "agent pid (no restart)" "$pid" "$(state_get agent.pid)"
 kill -0 "$pid" || fail "agent (pid $pid) died"
 say "PF1 4 -> 7 VFs by the agent: ListAndWatch lists 9 net VFs $(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))s after the policy file changed ($(jq -r '.results[0].waited.updates' "$STATE/watch.json") updates, $reconciled reconcile steps)"
 echo "POLICY-CHANGE-PERF policy-file-to-listandwatch=${ms}ms"
+fact changed "policy PF1 4 -> 7 VFs while everything ran: kubelet's ListAndWatch listed 9 net VFs $(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))s after the file changed, same agent (pid $pid)"

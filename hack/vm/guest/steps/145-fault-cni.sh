@@ -8,6 +8,7 @@
 # state, and the PF's view of it (`ip link show <PF>`); no record, no IPAM
 # lease. The other CNI points are the host matrix's (tests/fault_matrix.rs).
 # Prints FAULT-MATRIX-CNI with the counts.
+# demo: faults
 . /fastpath-vm/lib.sh
 
 explain "Kill the CNI (SIGKILL) after each step; the next DEL must give the VF back exactly as it was."
@@ -104,3 +105,4 @@ total=$(printf '%s\n' $add_points $restore_points | wc -l)
 assert_eq "CNI crash points covered" "$total" "$covered"
 say "CNI fault matrix on $vf: $covered crash points, $covered recoveries in $(elapsed_since "$t_matrix")s"
 echo "FAULT-MATRIX-CNI points=$covered recovered=$covered seconds=$(elapsed_since "$t_matrix")"
+fact faults "CNI killed (SIGKILL) at $covered crash points on $vf: all $covered restored by the next DEL in $(elapsed_since "$t_matrix")s"

@@ -11,6 +11,7 @@
 #   p1 -> p2:   mtu 1500, VF0 MAC pinned and vfMtu 1400, VF1 back to igbvf
 # Ends with PF1 at 7 igbvf VFs, as step 140 left it. Prints
 # FAULT-MATRIX-PROVISION with the counts.
+# demo: faults
 . /fastpath-vm/lib.sh
 
 explain "Kill fastpath apply (SIGKILL) after each action; the next apply must finish or roll back to exactly the policy."
@@ -162,3 +163,4 @@ assert_eq "PF1 VFs at the end" "0:igbvf 1:igbvf 2:igbvf 3:igbvf 4:igbvf 5:igbvf 
 assert_eq "provisioning crash points covered" "$(printf '%s\n' "$points" | grep -vc load_module)" "$covered"
 say "provisioning fault matrix: $covered crash points ($finished steps finished, $rolled rolled back) in $(elapsed_since "$t_matrix")s; load_module not reachable"
 echo "FAULT-MATRIX-PROVISION points=$covered recovered=$covered finished=$finished rolled_back=$rolled seconds=$(elapsed_since "$t_matrix")"
+fact faults "fastpath apply killed at $covered crash points: $finished finished, $rolled rolled back, all at the policy, in $(elapsed_since "$t_matrix")s"

@@ -1,5 +1,6 @@
 # The agent stops cleanly: SIGTERM -> exit status 0, both plugin sockets
 # removed from plugins_registry.
+# demo: yes
 . /fastpath-vm/lib.sh
 
 pid=$(state_get agent.pid)
@@ -11,3 +12,4 @@ assert_absent "$REGISTRY/vm_sriov_net.sock"
 assert_absent "$REGISTRY/vm_sriov_dpdk.sock"
 assert_eq "files left in $REGISTRY" "" "$(ls "$REGISTRY")"
 say "agent stopped by SIGTERM: exit 0, sockets removed"
+fact stopped "the agent on SIGTERM: exit 0, plugin sockets removed"

@@ -1,5 +1,6 @@
 # fastpath finds both emulated igb PFs, SR-IOV capable with 7 VFs each and
 # none created yet. Records PF1/PF2 (by PCI address) for later steps.
+# demo: yes
 . /fastpath-vm/lib.sh
 
 explain "fastpath list reads sysfs only: PCI functions with sriov_totalvfs are PFs."
