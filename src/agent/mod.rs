@@ -5,7 +5,7 @@
 
 pub mod allocate;
 pub mod cni_metrics;
-mod files;
+pub mod files;
 pub mod http;
 pub mod kubelet_watch;
 pub mod manager;

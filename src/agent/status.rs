@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::reconcile::StartupReport;
-use super::telemetry::{PoolView, ReconcileView, State};
+use super::telemetry::{DraView, PoolView, ReconcileView, State};
 
 /// The status socket under the state dir.
 pub fn socket_path(state_dir: &Path) -> PathBuf {
@@ -24,6 +24,9 @@ pub struct AgentStatus {
     /// The start-up reconcile of CNI records, once it ran.
     #[serde(default)]
     pub startup_reconcile: Option<StartupReport>,
+    /// The DRA plugin, when `--dra-driver` runs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dra: Option<DraView>,
 }
 
 impl AgentStatus {
@@ -33,6 +36,7 @@ impl AgentStatus {
             pools: s.pools.clone(),
             last_reconcile: s.last_reconcile.clone(),
             startup_reconcile: s.startup.clone(),
+            dra: s.dra.clone(),
         }
     }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::agent::reconcile::StartupReport;
 use crate::agent::status::AgentStatus;
-use crate::agent::telemetry::ReconcileView;
+use crate::agent::telemetry::{DraView, ReconcileView};
 use crate::pci::PciAddress;
 
 pub use attachments::Attachment;
@@ -46,6 +46,9 @@ pub struct NodeStatus {
     pub attachments: Option<Vec<Attachment>>,
     /// What the agent's start-up reconcile restored.
     pub startup_reconcile: Option<StartupReport>,
+    /// The DRA plugin: registration, devices, prepared claims, last error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dra: Option<DraView>,
 }
 
 /// Joins the agent's view and the attachments.
@@ -78,6 +81,7 @@ pub fn build(agent: &AgentStatus, attachments: Option<Vec<Attachment>>) -> NodeS
         last_reconcile: agent.last_reconcile.clone(),
         attachments,
         startup_reconcile: agent.startup_reconcile.clone(),
+        dra: agent.dra.clone(),
     }
 }
 
