@@ -14,6 +14,7 @@ pub mod install;
 pub mod inventory;
 pub mod netlink;
 pub mod netns;
+pub mod operator;
 pub mod ownership;
 pub mod pci;
 mod pci_names;

@@ -4,6 +4,7 @@
 //! servers and ListAndWatch updates.
 
 pub mod allocate;
+pub mod cluster_policy;
 pub mod cni_metrics;
 pub mod files;
 pub mod http;
@@ -108,6 +109,8 @@ pub struct AgentHandle {
     reload: Arc<Notify>,
     policy_reload: Arc<Notify>,
     telemetry: Arc<Telemetry>,
+    /// Pools set by the cluster policy, in place of the config file.
+    pools: Arc<std::sync::Mutex<Option<Config>>>,
 }
 
 impl AgentHandle {
@@ -131,6 +134,16 @@ impl AgentHandle {
     /// Counters and views for health, metrics and status.
     pub fn telemetry(&self) -> &Arc<Telemetry> {
         &self.telemetry
+    }
+
+    /// Serves `cfg` instead of the config file from now on, and rescans.
+    pub fn set_pools(&self, cfg: Config) {
+        *self.pools.lock().unwrap_or_else(|e| e.into_inner()) = Some(cfg);
+        self.rescan.notify_one();
+    }
+
+    fn pools_set(&self) -> Option<Config> {
+        self.pools.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -197,7 +210,10 @@ pub async fn run(
     handle: AgentHandle,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    let (mut config_text, mut cfg) = load_config(&opts)?;
+    let (mut config_text, mut cfg) = match handle.pools_set() {
+        Some(c) => (String::new(), c),
+        None => load_config(&opts)?,
+    };
     std::fs::create_dir_all(&opts.state_dir).map_err(|source| AgentError::StateDir {
         path: opts.state_dir.clone(),
         source,
@@ -275,13 +291,16 @@ pub async fn run(
             }
         }
         let round = Instant::now();
-        reload_if_changed(
-            &opts,
-            &mut config_text,
-            &mut cfg,
-            force_reload,
-            &handle.telemetry,
-        );
+        match handle.pools_set() {
+            Some(c) => cfg = c,
+            None => reload_if_changed(
+                &opts,
+                &mut config_text,
+                &mut cfg,
+                force_reload,
+                &handle.telemetry,
+            ),
+        }
         // The scan is blocking file I/O: keep it off the workers serving gRPC.
         let (s, p, c) = (sysfs.clone(), procfs.clone(), cfg.clone());
         match tokio::task::spawn_blocking(move || compute_pools(&s, &p, &c, Scan::Rescan)).await {

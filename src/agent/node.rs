@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::PathBuf;
 
+use super::cluster_policy;
 use super::policy::{self, PolicyOptions, PolicyRunError};
 use super::reconcile_run::{self, StartupOptions};
 use super::{AgentError, AgentHandle, AgentOptions, http, status};
@@ -98,6 +99,42 @@ async fn startup_reconcile(opts: &NodeOptions, telemetry: &super::telemetry::Tel
     telemetry.tick();
 }
 
+/// Starts the cluster policy loop, with no pools until its first apply;
+/// when the cluster cannot serve policies (CRDs absent, RBAC missing),
+/// says why and returns the file policy to run instead, if one is given.
+async fn start_cluster(
+    p: &PolicyOptions,
+    src: &cluster_policy::ClusterSource,
+    handle: &AgentHandle,
+    tasks: &mut Tasks,
+) -> Option<PolicyOptions> {
+    match cluster_policy::connect(src).await {
+        Ok(client) => {
+            tracing::info!(namespace = %src.namespace, node = %src.node_name, "policies from SriovNetworkNodePolicy objects");
+            handle.set_pools(crate::pools::Config {
+                resource_list: Vec::new(),
+                notes: Vec::new(),
+            });
+            let mut po = p.clone();
+            po.path = PathBuf::from(format!(
+                "SriovNetworkNodePolicy objects in namespace {}",
+                src.namespace
+            ));
+            tasks.0.push(tokio::spawn(cluster_policy::run(
+                po,
+                src.clone(),
+                client,
+                handle.clone(),
+            )));
+            None
+        }
+        Err(why) => {
+            tracing::error!("--policy-source cluster: {why}; running from files only");
+            (!p.path.as_os_str().is_empty()).then(|| p.clone())
+        }
+    }
+}
+
 /// Runs the node agent until `shutdown`. Serves health first (so probes
 /// answer during a long first reconcile), reconciles CNI records with the
 /// node, applies the policy (an invalid
@@ -129,7 +166,11 @@ pub async fn run(
         telemetry.clone(),
     )));
     startup_reconcile(&opts, &telemetry).await;
-    if let Some(p) = &opts.policy {
+    let file_policy = match opts.policy.as_ref().map(|p| (p, &p.cluster)) {
+        Some((p, Some(src))) => start_cluster(p, src, &handle, &mut tasks).await,
+        _ => opts.policy.clone(),
+    };
+    if let Some(p) = &file_policy {
         let (applied, result) = policy::start(p, &telemetry).await;
         match result {
             Err(e) if e.is_invalid_policy() => {

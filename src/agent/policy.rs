@@ -33,6 +33,9 @@ pub struct PolicyOptions {
     pub sysfs_root: PathBuf,
     /// procfs root.
     pub proc_root: PathBuf,
+    /// Policies from the cluster instead of the file (`path` is then the
+    /// fallback when the CRDs are absent, if not empty).
+    pub cluster: Option<super::cluster_policy::ClusterSource>,
 }
 
 impl PolicyOptions {
@@ -44,6 +47,7 @@ impl PolicyOptions {
             reconcile: ReconcileOptions::new(state_dir),
             sysfs_root,
             proc_root,
+            cluster: None,
         }
     }
 
@@ -102,7 +106,7 @@ pub struct Applied {
 
 /// Reconciles `policy` on a blocking thread, recording the outcome; the
 /// loop keeps reporting itself alive while the kernel works.
-async fn reconcile(
+pub(crate) async fn reconcile(
     opts: &PolicyOptions,
     policy: Policy,
     held: BTreeSet<PciAddress>,

@@ -10,9 +10,11 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::agent::cluster_policy::ClusterSource;
 use crate::agent::node::{self, NodeOptions};
 use crate::agent::policy::PolicyOptions;
 use crate::agent::{AgentHandle, AgentOptions};
+use crate::cluster::ClusterOptions;
 
 /// Arguments of `fastpath agent` (the deploy manifests use these names).
 #[derive(Debug, clap::Args)]
@@ -62,6 +64,36 @@ pub struct AgentArgs {
     /// Where /healthz, /readyz and /metrics are served (`off` disables).
     #[arg(long, default_value = "[::]:9808", value_parser = parse_http_addr)]
     pub http_addr: HttpAddr,
+    /// Where the node policy and pools come from: `files` (--policy,
+    /// --config) or `cluster` (SriovNetworkNodePolicy objects; the files
+    /// are used when the CRDs are absent).
+    #[arg(long, value_enum, default_value_t = PolicySource::Files)]
+    pub policy_source: PolicySource,
+    /// This node's Node name (cluster policy source).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+    /// The namespace of the SriovNetworkNodePolicy objects (cluster policy
+    /// source).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Resource prefix of pools made from SriovNetworkNodePolicy objects.
+    #[arg(long, default_value = crate::operator::DEFAULT_RESOURCE_PREFIX)]
+    pub policy_resource_prefix: String,
+    /// API server URL (default: in-cluster account, then kubeconfig).
+    #[arg(long)]
+    pub kube_api_server: Option<String>,
+    /// kubeconfig file to use instead of the inferred one.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// `--policy-source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicySource {
+    /// The policy and config files.
+    Files,
+    /// SriovNetworkNodePolicy objects from the API server.
+    Cluster,
 }
 
 /// `--http-addr`: an address, or `off`.
@@ -97,9 +129,36 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// The cluster policy source from the flags; `None` for files.
+fn cluster_source(args: &AgentArgs) -> anyhow::Result<Option<ClusterSource>> {
+    if args.policy_source == PolicySource::Files {
+        return Ok(None);
+    }
+    let need = |v: &Option<String>, flag: &str, env: &str| {
+        v.clone()
+            .filter(|s| !s.is_empty())
+            .with_context(|| format!("--policy-source cluster needs {flag} (or ${env})"))
+    };
+    Ok(Some(ClusterSource {
+        cluster: ClusterOptions {
+            api_server: args.kube_api_server.clone(),
+            kubeconfig: args.kubeconfig.clone(),
+        },
+        namespace: need(&args.namespace, "--namespace", "POD_NAMESPACE")?,
+        node_name: need(&args.node_name, "--node-name", "NODE_NAME")?,
+        resource_prefix: args.policy_resource_prefix.clone(),
+        interval: args.rescan_interval,
+    }))
+}
+
 /// Runs the agent on a multi-threaded tokio runtime until SIGTERM/SIGINT.
 pub fn run(sysfs_root: &Path, args: AgentArgs) -> anyhow::Result<ExitCode> {
-    let policy = args.policy.map(|p| {
+    let cluster = cluster_source(&args)?;
+    let policy = match (cluster, args.policy.clone()) {
+        (Some(src), p) => Some((p.unwrap_or_default(), Some(src))),
+        (None, p) => p.map(|p| (p, None)),
+    };
+    let policy = policy.map(|(p, cluster)| {
         let mut o = PolicyOptions::new(
             p,
             args.state_dir.clone(),
@@ -108,6 +167,7 @@ pub fn run(sysfs_root: &Path, args: AgentArgs) -> anyhow::Result<ExitCode> {
         )
         .node_ip(args.node_ip);
         o.poll_interval = args.rescan_interval;
+        o.cluster = cluster;
         o
     });
     let agent = AgentOptions {

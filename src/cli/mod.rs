@@ -62,7 +62,7 @@ pub enum Command {
     /// Show which device lands in which device-plugin pool and why (dry run).
     Pools(pools::PoolsArgs),
     /// Run the node agent: a kubelet device plugin for every pool.
-    Agent(agent::AgentArgs),
+    Agent(Box<agent::AgentArgs>),
     /// Show the running agent's pools, held VFs and VFs attached to pods.
     Status(status::StatusArgs),
 }
@@ -107,7 +107,7 @@ pub fn run_to(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => provision::plan(&sysfs, &args, out),
         Command::Apply(args) => provision::apply(&sysfs, &args, out),
         Command::Pools(args) => pools::run(&sysfs, &args, out),
-        Command::Agent(args) => agent::run(sysfs.root(), args),
+        Command::Agent(args) => agent::run(sysfs.root(), *args),
         Command::Status(args) => status::run(&args, out),
     }
 }

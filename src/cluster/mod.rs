@@ -4,6 +4,9 @@
 //! (ResourceSlices, node state, events); no `kube` type leaves this module.
 
 pub mod claims;
+pub mod events;
+pub mod nodestate;
+pub mod policy;
 mod slice_build;
 pub mod slices;
 
