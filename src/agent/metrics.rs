@@ -236,10 +236,31 @@ fn dra(out: &mut String, s: &State) {
             "Claims prepared on this node (records in the state dir).",
             d.prepared.len(),
         ),
+        (
+            "fastpath_dra_slice_generation",
+            "The ResourceSlice pool generation last published (0: none yet).",
+            usize::try_from(d.slice_generation.unwrap_or(0)).unwrap_or(0),
+        ),
+        (
+            "fastpath_dra_slice_publish_failing",
+            "1 while publishing ResourceSlices fails.",
+            usize::from(d.slice_error.is_some()),
+        ),
     ] {
         head(out, name, "gauge", help);
         let _ = writeln!(out, "{name}{{{driver}}} {v}");
     }
+    head(
+        out,
+        "fastpath_dra_slice_writes_total",
+        "counter",
+        "ResourceSlice writes (none while the devices do not change).",
+    );
+    let _ = writeln!(
+        out,
+        "fastpath_dra_slice_writes_total{{{driver}}} {}",
+        d.slice_writes
+    );
     let name = "fastpath_dra_claim_duration_seconds";
     head(
         out,

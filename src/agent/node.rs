@@ -113,6 +113,7 @@ async fn start_cluster(
             tracing::info!(namespace = %src.namespace, node = %src.node_name, "policies from SriovNetworkNodePolicy objects");
             handle.set_pools(crate::pools::Config {
                 resource_list: Vec::new(),
+                dra_pools: Vec::new(),
                 notes: Vec::new(),
             });
             let mut po = p.clone();

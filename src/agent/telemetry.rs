@@ -110,6 +110,15 @@ pub struct DraView {
     pub prepared: Vec<DraClaimView>,
     /// The last failed prepare or unprepare, `claim: error`.
     pub last_error: Option<String>,
+    /// The ResourceSlice pool generation last published.
+    #[serde(default)]
+    pub slice_generation: Option<i64>,
+    /// Slice writes since start (0 while nothing changed).
+    #[serde(default)]
+    pub slice_writes: u64,
+    /// The last failure to publish slices, until a publish succeeds.
+    #[serde(default)]
+    pub slice_error: Option<String>,
 }
 
 /// Counters and views of the running agent.

@@ -144,9 +144,14 @@ fn dra(d: &crate::agent::telemetry::DraView, out: &mut dyn Write) -> io::Result<
         (false, Some(e)) => format!("NOT registered: {e}"),
         (false, None) => "not registered yet".to_string(),
     };
+    let slices = match (&d.slice_error, d.slice_generation) {
+        (Some(e), _) => format!("slices NOT published: {e}"),
+        (None, Some(g)) => format!("slices at generation {g}"),
+        (None, None) => "slices not published yet".into(),
+    };
     writeln!(
         out,
-        "\nDRA driver {}: {reg}, {} devices, {} claims prepared",
+        "\nDRA driver {}: {reg}, {} devices, {slices}, {} claims prepared",
         d.driver,
         d.devices,
         d.prepared.len()
@@ -333,6 +338,9 @@ mod startup_tests {
                     devices: vec!["0000:3b:02.1".parse().unwrap()],
                 }],
                 last_error: Some("cnf/x: vlan: 5000 is not a VLAN id 0-4094".into()),
+                slice_generation: Some(3),
+                slice_writes: 2,
+                slice_error: None,
             }),
         };
         let mut out = Vec::new();
@@ -340,7 +348,7 @@ mod startup_tests {
         let t = String::from_utf8(out).unwrap();
         assert!(
             t.contains(
-                "DRA driver sriov.fastpath.dev: registered, 4 devices, 1 claims prepared\n   - cnf/upf-net (u-1): 0000:3b:02.1\n   last error: cnf/x: vlan: 5000 is not a VLAN id 0-4094\n"
+                "DRA driver sriov.fastpath.dev: registered, 4 devices, slices at generation 3, 1 claims prepared\n   - cnf/upf-net (u-1): 0000:3b:02.1\n   last error: cnf/x: vlan: 5000 is not a VLAN id 0-4094\n"
             ),
             "{t}"
         );
