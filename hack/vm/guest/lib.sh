@@ -144,9 +144,12 @@ jqr() {
 
 # state_set KEY VALUE / state_get KEY: values passed between steps.
 state_set() { printf '%s\n' "$2" >"$STATE/$1"; }
+# Values are one line; `read` is a shell builtin, where `cat` would start a
+# process (busybox re-executes itself for it) dozens of times per step.
 state_get() {
     [ -f "$STATE/$1" ] || fail "state '$1' not set (an earlier step did not run)"
-    cat "$STATE/$1"
+    IFS= read -r _state_value <"$STATE/$1"
+    printf '%s\n' "$_state_value"
 }
 
 # pci_driver ADDR: the driver bound to a PCI device, or "none".
@@ -201,11 +204,19 @@ vf_index() {
 }
 
 # pf_vf_view PF_IF INDEX: the PF's view of VF INDEX, one line:
-# "mac vlan qos spoofchk trust" (from `ip -j -d link show PF`).
+# "mac vlan qos spoofchk trust" (booleans as true/false, an absent vlan or
+# qos as 0), read from the text of `ip -d link show PF` ("vf N link/ether
+# MAC brd ..., vlan V, qos Q, spoof checking on, ..., trust off, ...") with
+# awk: under TCG a jq start costs about a second, busybox awk some 30 ms.
 pf_vf_view() {
-    ip -j -d link show "$1" | jq -r ".[0].vfinfo_list[] | select(.vf == $2)
-        | [.address, (.vlan_list[0].vlan // 0), (.vlan_list[0].qos // 0), .spoofchk, .trust]
-        | map(tostring) | join(\" \")" || fail "ip -j -d link show $1"
+    ip -d link show "$1" | awk -v vf="$2" '
+        function after(re,   s) { if (!match($0, re)) return ""; s = substr($0, RSTART, RLENGTH); sub(/.* /, "", s); return s }
+        function bool(v) { return v == "on" ? "true" : v == "off" ? "false" : "null" }
+        $1 == "vf" && $2 == vf {
+            vlan = after(", vlan [0-9]+"); qos = after(", qos [0-9]+")
+            printf "%s %s %s %s %s\n", after("link/ether [0-9a-f:]+"), vlan == "" ? 0 : vlan, qos == "" ? 0 : qos,
+                bool(after("spoof checking [a-z]+")), bool(after("trust [a-z]+"))
+        }' || fail "ip -d link show $1"
 }
 
 # cni VERB CONFIG_FILE CONTAINER_ID NETNS IFNAME POD_NAME POD_UID: executes

@@ -28,7 +28,8 @@ sorted() { printf '%s\n' "$@" | sort | tr '\n' , | sed 's/,$//'; }
 want_net=$(sorted "$(state_get pf1_vf0)" "$(state_get pf1_vf1)" "$(state_get pf1_vf2)" "$(state_get pf1_vf3)" "$(state_get pf2_vf0)" "$(state_get pf2_vf1)")
 want_dpdk=$(sorted "$(state_get pf2_vf2)" "$(state_get pf2_vf3)")
 for v in $(echo "$want_net,$want_dpdk" | tr , ' '); do
-    assert_eq "numa_node of $v (QEMU has no NUMA)" -1 "$(cat "/sys/bus/pci/devices/$v/numa_node")"
+    read -r numa <"/sys/bus/pci/devices/$v/numa_node"
+    assert_eq "numa_node of $v (QEMU has no NUMA)" -1 "$numa"
 done
 
 while IFS='|' read -r resource ids health numa pref_avail preferred envs devices; do
