@@ -243,3 +243,76 @@ cni_ok() {
     cni "$@"
     [ "$cni_rc" -eq 0 ] || fail "CNI $1 failed (exit $cni_rc): $(cat "$STATE/cni.out" "$STATE/cni.err")"
 }
+
+# ---- cluster steps (160, 170): the stand-in API server -----------------
+
+# testing/fake-apiserver serves the objects in $API_DIR (JSON or YAML
+# files, re-read when a file appears or changes) on loopback; the agent's
+# kube client talks to it as to a real API server. Objects written by the
+# agent (ResourceSlices, the node state, Events) are read back over HTTP.
+API_DIR=/run/fastpath-vm/apiserver
+API_ADDR=127.0.0.1:8080
+API=http://$API_ADDR
+NODE_NAME=vm-node
+
+# api_start: starts the stand-in on $API_DIR (pid in $STATE/apiserver.pid,
+# log $LOGS/apiserver.log) and waits until it serves this node's Node
+# (the steps write $API_DIR/10-node.yaml first).
+api_start() {
+    mkdir -p "$API_DIR"
+    ip link set lo up || fail "ip link set lo up"
+    printf '  $ fake-apiserver --listen %s --dir %s --poll-ms 100 >%s 2>&1 &\n' "$API_ADDR" "$API_DIR" "$LOGS/apiserver.log"
+    fake-apiserver --listen "$API_ADDR" --dir "$API_DIR" --poll-ms 100 >"$LOGS/apiserver.log" 2>&1 &
+    echo $! >"$STATE/apiserver.pid"
+    wait_for "the stand-in API server on $API serving Node $NODE_NAME" 20 api_get "/api/v1/nodes/$NODE_NAME"
+}
+
+# api_stop: stops the stand-in started by api_start.
+api_stop() {
+    pid=$(state_get apiserver.pid)
+    kill "$pid" 2>/dev/null
+    wait_for "the stand-in API server to exit" 10 sh -c "! kill -0 $pid"
+    rm -f "$STATE/apiserver.pid"
+}
+
+# api_get PATH: the JSON the stand-in serves at PATH (busybox wget).
+api_get() { /bb/wget -q -O - "$API$1"; }
+
+# api_json PATH OUT: api_get into OUT, failing the step when it fails.
+api_json() {
+    api_get "$1" >"$2" 2>"$2.err" || fail "GET $API$1: $(cat "$2.err")"
+}
+
+# api_put_file NAME: moves $API_DIR/.NAME (just written) to $API_DIR/NAME
+# in one rename, so the stand-in never reads half a file.
+api_put_file() { mv "$API_DIR/.$1" "$API_DIR/$1" || fail "mv $API_DIR/.$1"; }
+
+# agent_start NAME ARGS...: `fastpath agent ARGS` in the background as step
+# 90 starts it: pid in $STATE/NAME.pid, exit status later in
+# $STATE/NAME.rc, log appended to $LOGS/NAME.log.
+agent_start() {
+    name=$1
+    shift
+    rm -f "$STATE/$name.rc" "$STATE/$name.pid"
+    printf '  $ fastpath agent %s >>%s 2>&1 &\n' "$*" "$LOGS/$name.log"
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    setsid sh -c 'n=$1; s=$2; shift 2; fastpath agent "$@" & echo $! >"$s/$n.pid"; wait $!; echo $? >"$s/$n.rc"' \
+        agent "$name" "$STATE" "$@" >>"$LOGS/$name.log" 2>&1 &
+    wait_for "the $name pid file" 10 test -s "$STATE/$name.pid"
+}
+
+# agent_stop NAME: SIGTERM, exit status 0.
+agent_stop() {
+    pid=$(state_get "$1.pid")
+    kill -0 "$pid" || fail "$1 (pid $pid) is not running"
+    run kill -TERM "$pid"
+    wait_for "the $1 exit status" 20 test -s "$STATE/$1.rc"
+    assert_eq "$1 exit status after SIGTERM" 0 "$(cat "$STATE/$1.rc")"
+    rm -f "$STATE/$1.pid"
+}
+
+# ms_since T0: milliseconds from uptime_cs T0 to now.
+ms_since() { echo $((($(uptime_cs) - $1) * 10)); }
+
+# secs_ms MS: "1.234".
+secs_ms() { printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)); }

@@ -2,6 +2,8 @@
 //! `Register` socket and the plugin-watcher discovery) and the client side
 //! of the `DevicePlugin` service, speaking real gRPC over unix sockets.
 
+pub mod dra_cli;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

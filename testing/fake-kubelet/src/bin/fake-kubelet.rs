@@ -7,6 +7,11 @@
 //! each: options, the first ListAndWatch, GetPreferredAllocation of N out of
 //! the healthy devices, and Allocate of that choice.
 //!
+//! `--dra-driver NAME --dra-prepare NS/NAME/UID --dra-unprepare NS/NAME/UID`
+//! plays kubelet for a DRA driver instead (see `fake_kubelet::dra_cli`):
+//! discovery in `--plugins-registry-dir`, then one NodePrepareResources
+//! and one NodeUnprepareResources call for the claims named.
+//!
 //! `--wait-devices N` keeps watching ListAndWatch after the first list
 //! until an update lists exactly N healthy devices (a live pool change),
 //! and reports when that update arrived as `observedUptimeMs` (the
@@ -34,7 +39,7 @@ struct Args {
     #[arg(long)]
     plugins_registry_dir: Option<PathBuf>,
     /// A resource to wait for (repeatable), e.g. intel.com/sriov_dpdk.
-    #[arg(long = "resource", required = true)]
+    #[arg(long = "resource", required_unless_present = "dra_driver")]
     resources: Vec<String>,
     /// Devices to request per resource (0: only list).
     #[arg(long, default_value_t = 1)]
@@ -46,6 +51,20 @@ struct Args {
     /// this many healthy devices (per resource).
     #[arg(long)]
     wait_devices: Option<usize>,
+    /// Play kubelet for this DRA driver instead of device plugins (needs
+    /// --plugins-registry-dir).
+    #[arg(long, requires = "plugins_registry_dir", conflicts_with = "resources")]
+    dra_driver: Option<String>,
+    /// The DRA API version spoken: v1 or v1beta1.
+    #[arg(long, default_value = "v1")]
+    dra_version: String,
+    /// A claim to prepare, NAMESPACE/NAME/UID (repeatable; one call).
+    #[arg(long)]
+    dra_prepare: Vec<String>,
+    /// A claim to unprepare, NAMESPACE/NAME/UID (repeatable; one call,
+    /// after the prepare).
+    #[arg(long)]
+    dra_unprepare: Vec<String>,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
@@ -200,6 +219,17 @@ async fn scenario(args: &Args, resource: &str, socket: &Path) -> anyhow::Result<
 
 async fn run(args: &Args) -> anyhow::Result<Value> {
     let t = Duration::from_secs(args.timeout);
+    if let (Some(driver), Some(registry)) = (&args.dra_driver, &args.plugins_registry_dir) {
+        return fake_kubelet::dra_cli::run(fake_kubelet::dra_cli::DraArgs {
+            registry,
+            driver,
+            version: &args.dra_version,
+            prepare: &args.dra_prepare,
+            unprepare: &args.dra_unprepare,
+            timeout: t,
+        })
+        .await;
+    }
     let mut results = Vec::new();
     let (found, _kubelet) = endpoints(args, t).await?;
     for (resource, socket) in found {
