@@ -6,6 +6,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/deviceplugin.proto",
         "proto/pluginregistration.proto",
         "proto/podresources.proto",
+        "proto/dra_v1.proto",
+        "proto/dra_v1beta1.proto",
     ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

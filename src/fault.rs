@@ -69,6 +69,14 @@ pub const POINTS: &[&str] = &[
     "provision.after.drivers_probe",
     "provision.after.wait_netdev",
     "provision.after.set_vf_mtu",
+    // DRA NodePrepareResources: the claim record is on disk, each device
+    // is configured, the CDI and device-info files are written; the
+    // restore (unprepare, the start-up reconcile, a retried half-done
+    // prepare) before the record goes.
+    "dra.prepare.after.record",
+    "dra.prepare.after.device",
+    "dra.prepare.after.files",
+    "dra.restore.before.record_remove",
 ];
 
 /// Crashes (SIGKILL) here when the feature is on and `FASTPATH_CRASH_AT`

@@ -218,11 +218,73 @@ pub fn render(s: &State) -> String {
         s.refused_authorities.count
     );
     startup(&mut out, s);
+    dra(&mut out, s);
     out
 }
 
 /// The start-up reconcile: counters (one run per process, so they read 0
 /// until it ran) and the run's duration.
+/// The DRA plugin's gauges and per-claim call latencies; nothing when no
+/// DRA driver runs.
+fn dra(out: &mut String, s: &State) {
+    let Some(d) = &s.dra else {
+        return;
+    };
+    let driver = format!("driver=\"{}\"", esc(&d.driver));
+    for (name, help, v) in [
+        (
+            "fastpath_dra_registered",
+            "1 when kubelet accepted the DRA plugin's registration.",
+            usize::from(d.registered),
+        ),
+        (
+            "fastpath_dra_devices",
+            "DRA devices this node publishes.",
+            d.devices,
+        ),
+        (
+            "fastpath_dra_prepared_claims",
+            "Claims prepared on this node (records in the state dir).",
+            d.prepared.len(),
+        ),
+        (
+            "fastpath_dra_slice_generation",
+            "The ResourceSlice pool generation last published (0: none yet).",
+            usize::try_from(d.slice_generation.unwrap_or(0)).unwrap_or(0),
+        ),
+        (
+            "fastpath_dra_slice_publish_failing",
+            "1 while publishing ResourceSlices fails.",
+            usize::from(d.slice_error.is_some()),
+        ),
+    ] {
+        head(out, name, "gauge", help);
+        let _ = writeln!(out, "{name}{{{driver}}} {v}");
+    }
+    head(
+        out,
+        "fastpath_dra_slice_writes_total",
+        "counter",
+        "ResourceSlice writes (none while the devices do not change).",
+    );
+    let _ = writeln!(
+        out,
+        "fastpath_dra_slice_writes_total{{{driver}}} {}",
+        d.slice_writes
+    );
+    let name = "fastpath_dra_claim_duration_seconds";
+    head(
+        out,
+        name,
+        "histogram",
+        "NodePrepareResources / NodeUnprepareResources per claim, by operation and result.",
+    );
+    for ((op, result), h) in &s.dra_calls {
+        let labels = format!("{driver},operation=\"{}\",result=\"{result}\"", esc(op));
+        histogram(out, name, &labels, h);
+    }
+}
+
 fn startup(out: &mut String, s: &State) {
     let r = s.startup.clone().unwrap_or_default();
     let ran = u8::from(s.startup.is_some());
@@ -387,5 +449,34 @@ mod tests {
             text.contains("# TYPE fastpath_grpc_authority_refused_total counter\nfastpath_grpc_authority_refused_total 7\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn dra_metrics_appear_only_with_a_dra_driver() {
+        let mut s = State::default();
+        assert!(!render(&s).contains("fastpath_dra_"));
+        s.dra = Some(crate::agent::telemetry::DraView {
+            driver: "sriov.fastpath.dev".into(),
+            registered: true,
+            devices: 8,
+            prepared: vec![crate::agent::telemetry::DraClaimView {
+                claim: "ns/c".into(),
+                uid: "u".into(),
+                devices: vec![],
+            }],
+            ..Default::default()
+        });
+        let mut h = Histogram::default();
+        h.observe(std::time::Duration::from_millis(2));
+        s.dra_calls.insert(("prepare".into(), "error"), h);
+        let m = render(&s);
+        for line in [
+            "fastpath_dra_registered{driver=\"sriov.fastpath.dev\"} 1",
+            "fastpath_dra_devices{driver=\"sriov.fastpath.dev\"} 8",
+            "fastpath_dra_prepared_claims{driver=\"sriov.fastpath.dev\"} 1",
+            "fastpath_dra_claim_duration_seconds_count{driver=\"sriov.fastpath.dev\",operation=\"prepare\",result=\"error\"} 1",
+        ] {
+            assert!(m.lines().any(|l| l == line), "{line} in\n{m}");
+        }
     }
 }

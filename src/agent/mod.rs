@@ -5,7 +5,8 @@
 
 pub mod allocate;
 pub mod cni_metrics;
-mod files;
+pub mod dra;
+pub mod files;
 pub mod http;
 pub mod kubelet_watch;
 pub mod manager;
@@ -22,7 +23,7 @@ pub mod telemetry;
 mod test_pool;
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,7 @@ use self::manager::{Manager, Mode};
 use self::server::FileDirs;
 use self::telemetry::Telemetry;
 use crate::inventory;
+use crate::pools::modes::{ModeOverlap, ModePools};
 use crate::pools::{self, Config, ConfigError, FactNeeds, HostFacts, Pools};
 use crate::procfs::Procfs;
 use crate::sysfs::Sysfs;
@@ -63,6 +65,8 @@ pub struct AgentOptions {
     pub sysfs_root: PathBuf,
     /// procfs root.
     pub proc_root: PathBuf,
+    /// The DRA kubelet plugin beside the device plugin (`--dra-driver`).
+    pub dra: Option<dra::DraAgentOptions>,
 }
 
 /// The agent failed to start.
@@ -98,6 +102,17 @@ pub enum AgentError {
     /// Watching kubelet's directory.
     #[error(transparent)]
     Watch(#[from] kubelet_watch::WatchError),
+    /// A device both a device-plugin pool and a DRA pool select.
+    #[error("{path}: {source}")]
+    ModeOverlap {
+        /// The config file.
+        path: PathBuf,
+        /// The device and both pools.
+        source: ModeOverlap,
+    },
+    /// Starting the DRA plugin (API client, sockets).
+    #[error("DRA plugin: {0}")]
+    Dra(String),
 }
 
 /// Lets in-process callers (the provisioning apply, SIGHUP) poke a
@@ -170,6 +185,18 @@ pub fn compute_pools(
     cfg: &Config,
     scan: Scan,
 ) -> Result<Pools, AgentError> {
+    Ok(compute_modes(sysfs, procfs, cfg, scan, Path::new("(config)"))?.device_plugin)
+}
+
+/// [`compute_pools`] with the DRA pools beside the device-plugin pools;
+/// a device in both is an error naming `config`.
+pub fn compute_modes(
+    sysfs: &Sysfs,
+    procfs: &Procfs,
+    cfg: &Config,
+    scan: Scan,
+    config: &Path,
+) -> Result<ModePools, AgentError> {
     let t0 = Instant::now();
     let inv = match scan {
         Scan::First => inventory::scan(sysfs)?,
@@ -179,7 +206,13 @@ pub fn compute_pools(
     let host = HostFacts::gather(sysfs, procfs, &inv, FactNeeds::of(cfg));
     let t2 = Instant::now();
     // The agent serves pools; `fastpath pools` is where reasons are read.
-    let pools = pools::assign_with(&inv, cfg, &host, pools::Reasons::Skip);
+    let modes =
+        pools::modes::assign_modes(&inv, cfg, &host, pools::Reasons::Skip).map_err(|source| {
+            AgentError::ModeOverlap {
+                path: config.to_path_buf(),
+                source,
+            }
+        })?;
     let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
     tracing::debug!(
         scan_ms = ms(t0, t1),
@@ -187,7 +220,7 @@ pub fn compute_pools(
         assign_ms = ms(t2, Instant::now()),
         "pools computed"
     );
-    Ok(pools)
+    Ok(modes)
 }
 
 /// Runs the agent until `shutdown` completes, then stops serving and
@@ -232,11 +265,26 @@ pub async fn run(
     let mut mgr = Manager::new(mode, alloc, dirs);
     mgr.set_telemetry(handle.telemetry.clone());
     let started = Instant::now();
-    let first = compute_pools(&sysfs, &procfs, &cfg, Scan::First)?;
+    let modes = compute_modes(&sysfs, &procfs, &cfg, Scan::First, &opts.config)?;
+    let first = modes.device_plugin;
     tracing::info!(
         elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
         "first scan and pool assignment done"
     );
+    let mut dra = match &opts.dra {
+        Some(d) => Some(
+            dra::DraRuntime::start(
+                d,
+                &opts,
+                &sysfs,
+                alloc,
+                &modes.dra,
+                handle.telemetry.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     mgr.apply(&first).await;
     tracing::info!("every pool served");
     handle
@@ -283,9 +331,19 @@ pub async fn run(
             &handle.telemetry,
         );
         // The scan is blocking file I/O: keep it off the workers serving gRPC.
-        let (s, p, c) = (sysfs.clone(), procfs.clone(), cfg.clone());
-        match tokio::task::spawn_blocking(move || compute_pools(&s, &p, &c, Scan::Rescan)).await {
-            Ok(Ok(p)) => {
+        let (s, p, c, f) = (
+            sysfs.clone(),
+            procfs.clone(),
+            cfg.clone(),
+            opts.config.clone(),
+        );
+        match tokio::task::spawn_blocking(move || compute_modes(&s, &p, &c, Scan::Rescan, &f)).await
+        {
+            Ok(Ok(m)) => {
+                if let Some(d) = dra.as_mut() {
+                    d.update(&m.dra, &sysfs, &handle.telemetry);
+                }
+                let p = m.device_plugin;
                 mgr.apply(&p).await;
                 handle
                     .telemetry
@@ -299,6 +357,9 @@ pub async fn run(
         cni_metrics::drain(&opts.state_dir, &handle.telemetry);
     }
     tracing::info!("shutting down: stopping servers and removing sockets");
+    if let Some(d) = dra {
+        d.shutdown().await;
+    }
     mgr.shutdown().await;
     Ok(())
 }

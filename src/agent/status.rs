@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::reconcile::StartupReport;
-use super::telemetry::{PoolView, ReconcileView, State};
+use super::telemetry::{DraView, PoolView, ReconcileView, State};
 use crate::grpc_authority::RefusedAuthorityView;
 
 /// The status socket under the state dir.
@@ -28,6 +28,9 @@ pub struct AgentStatus {
     /// gRPC calls refused for their `:authority` (absent from older agents).
     #[serde(default)]
     pub refused_authorities: RefusedAuthorityView,
+    /// The DRA plugin, when `--dra-driver` runs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dra: Option<DraView>,
 }
 
 impl AgentStatus {
@@ -38,6 +41,7 @@ impl AgentStatus {
             last_reconcile: s.last_reconcile.clone(),
             startup_reconcile: s.startup.clone(),
             refused_authorities: s.refused_authorities.clone(),
+            dra: s.dra.clone(),
         }
     }
 }

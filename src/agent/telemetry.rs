@@ -83,6 +83,45 @@ pub struct ReconcileView {
     pub held: Vec<Held>,
 }
 
+/// A claim the DRA plugin holds prepared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DraClaimView {
+    /// `namespace/name`.
+    pub claim: String,
+    /// Its UID.
+    pub uid: String,
+    /// Its VFs.
+    pub devices: Vec<PciAddress>,
+}
+
+/// The DRA kubelet plugin, when `--dra-driver` runs one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DraView {
+    /// The driver name.
+    pub driver: String,
+    /// kubelet's last registration verdict.
+    pub registered: bool,
+    /// kubelet's error text when it refused.
+    pub registration_error: Option<String>,
+    /// DRA devices this node publishes.
+    pub devices: usize,
+    /// Claims prepared now (from their records).
+    pub prepared: Vec<DraClaimView>,
+    /// The last failed prepare or unprepare, `claim: error`.
+    pub last_error: Option<String>,
+    /// The ResourceSlice pool generation last published.
+    #[serde(default)]
+    pub slice_generation: Option<i64>,
+    /// Slice writes since start (0 while nothing changed).
+    #[serde(default)]
+    pub slice_writes: u64,
+    /// The last failure to publish slices, until a publish succeeds.
+    #[serde(default)]
+    pub slice_error: Option<String>,
+}
+
 /// Counters and views of the running agent.
 #[derive(Debug, Default)]
 pub struct Telemetry {
@@ -123,6 +162,10 @@ pub struct State {
     pub startup: Option<StartupReport>,
     /// gRPC calls refused for their `:authority` (an old kubelet).
     pub refused_authorities: RefusedAuthorityView,
+    /// The DRA plugin, when one runs.
+    pub dra: Option<DraView>,
+    /// DRA calls by (operation, result) with their latency, one per claim.
+    pub dra_calls: BTreeMap<(String, &'static str), Histogram>,
 }
 
 fn unix_now() -> u64 {
@@ -268,6 +311,30 @@ impl Telemetry {
     /// A CNI metrics file could not be parsed.
     pub fn cni_malformed(&self) {
         self.with(|s| s.cni_malformed += 1);
+    }
+
+    /// Updates the DRA view (created on first use for `driver`).
+    pub fn dra(&self, driver: &str, f: impl FnOnce(&mut DraView)) {
+        self.with(|s| {
+            let v = s.dra.get_or_insert_with(|| DraView {
+                driver: driver.to_string(),
+                ..DraView::default()
+            });
+            f(v);
+        });
+    }
+
+    /// One claim's prepare or unprepare finished; `error` when it failed.
+    pub fn dra_call(&self, op: &str, claim: &str, error: Option<&str>, took: Duration) {
+        self.with(|s| {
+            s.dra_calls
+                .entry((op.to_string(), result(error.is_none())))
+                .or_default()
+                .observe(took);
+            if let (Some(v), Some(e)) = (s.dra.as_mut(), error) {
+                v.last_error = Some(format!("{claim}: {e}"));
+            }
+        });
     }
 }
 

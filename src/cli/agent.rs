@@ -10,9 +10,11 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::agent::dra::DraAgentOptions;
 use crate::agent::node::{self, NodeOptions};
 use crate::agent::policy::PolicyOptions;
 use crate::agent::{AgentHandle, AgentOptions};
+use crate::cluster::ClusterOptions;
 
 /// Arguments of `fastpath agent` (the deploy manifests use these names).
 #[derive(Debug, clap::Args)]
@@ -62,6 +64,86 @@ pub struct AgentArgs {
     /// Where /healthz, /readyz and /metrics are served (`off` disables).
     #[arg(long, default_value = "[::]:9808", value_parser = parse_http_addr)]
     pub http_addr: HttpAddr,
+    /// Also run the DRA kubelet plugin, as driver NAME (given alone:
+    /// sriov.fastpath.dev), for the devices of the config's `draPools`.
+    #[arg(
+        long,
+        value_name = "NAME",
+        num_args = 0..=1,
+        default_missing_value = crate::dra::DEFAULT_DRIVER,
+        value_parser = parse_driver_name
+    )]
+    pub dra_driver: Option<String>,
+    /// This node's name (the downward API's spec.nodeName); needed with
+    /// --dra-driver.
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+    /// kubelet's plugins directory; the DRA socket is `<dir>/<driver>/dra.sock`.
+    #[arg(long, default_value = "/var/lib/kubelet/plugins")]
+    pub kubelet_plugins_dir: PathBuf,
+    /// The API server's URL (default: the in-cluster service account,
+    /// then $KUBECONFIG or ~/.kube/config).
+    #[arg(long, env = "FASTPATH_KUBE_API_SERVER")]
+    pub kube_api_server: Option<String>,
+    /// A kubeconfig file to use instead.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Delete this node's ResourceSlices when the agent stops (by default
+    /// they stay, and the Node's garbage collection removes them with it).
+    #[arg(long)]
+    pub dra_delete_slices_on_exit: bool,
+}
+
+/// True for a DNS subdomain of at most `max` characters.
+fn dns_subdomain(s: &str, max: usize) -> bool {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    s.len() <= max && s.split('.').all(label_ok)
+}
+
+/// A DRA driver name: a DNS subdomain of at most 63 characters, as the
+/// API requires; it also names files and sockets, so nothing else passes.
+fn parse_driver_name(s: &str) -> Result<String, String> {
+    if dns_subdomain(s, 63) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a DRA driver name: a DNS subdomain of at most 63 characters (lower-case letters, digits, '-', '.')"
+        ))
+    }
+}
+
+/// The DRA options, when `--dra-driver` is given; the node name must be
+/// known then.
+fn dra_options(args: &AgentArgs) -> anyhow::Result<Option<DraAgentOptions>> {
+    let Some(driver) = args.dra_driver.clone() else {
+        return Ok(None);
+    };
+    let node = match args.node_name.as_deref() {
+        Some(n) if dns_subdomain(n, 253) => n.to_string(),
+        Some(n) => {
+            anyhow::bail!("--node-name {n:?} is not a Kubernetes node name (a DNS subdomain)")
+        }
+        None => anyhow::bail!(
+            "--dra-driver needs this node's name: --node-name or env NODE_NAME (the downward API's spec.nodeName)"
+        ),
+    };
+    Ok(Some(DraAgentOptions {
+        driver,
+        node,
+        plugins_dir: args.kubelet_plugins_dir.clone(),
+        cluster: ClusterOptions {
+            api_server: args.kube_api_server.clone(),
+            kubeconfig: args.kubeconfig.clone(),
+        },
+        delete_slices_on_exit: args.dra_delete_slices_on_exit,
+    }))
 }
 
 /// `--http-addr`: an address, or `off`.
@@ -99,6 +181,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Runs the agent on a multi-threaded tokio runtime until SIGTERM/SIGINT.
 pub fn run(sysfs_root: &Path, args: AgentArgs) -> anyhow::Result<ExitCode> {
+    let dra = dra_options(&args)?;
     let policy = args.policy.map(|p| {
         let mut o = PolicyOptions::new(
             p,
@@ -122,6 +205,7 @@ pub fn run(sysfs_root: &Path, args: AgentArgs) -> anyhow::Result<ExitCode> {
         rescan_interval: args.rescan_interval,
         sysfs_root: sysfs_root.to_path_buf(),
         proc_root: args.proc_root,
+        dra,
     };
     let opts = NodeOptions {
         agent,

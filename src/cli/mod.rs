@@ -45,6 +45,8 @@ pub enum LogFormat {
 }
 
 /// fastpath's commands.
+// Parsed once per process; boxing the agent's many flags would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List SR-IOV PFs and their VFs.

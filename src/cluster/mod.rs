@@ -3,6 +3,10 @@
 //! decisions take (claims, policies) and what they return into objects
 //! (ResourceSlices, node state, events); no `kube` type leaves this module.
 
+pub mod claims;
+mod slice_build;
+pub mod slices;
+
 use std::path::PathBuf;
 
 /// How to reach the API server.
@@ -57,4 +61,23 @@ pub async fn client(opts: &ClusterOptions) -> Result<kube::Client, ClusterError>
             .map_err(|e| ClusterError::Config(e.to_string()))?
     };
     kube::Client::try_from(config).map_err(|e| ClusterError::Client(e.to_string()))
+}
+
+/// A kube client error in words a user can act on: the HTTP code and the
+/// server's message, and for 401/403 what to fix; `what` names the request
+/// (`patch resourceslices/node-a-...`).
+pub(crate) fn describe(e: &kube::Error, what: &str) -> String {
+    match e {
+        kube::Error::Api(s) => {
+            let hint = match s.code {
+                401 => {
+                    ": the API server does not accept the agent's credentials (check the service account token or the kubeconfig)"
+                }
+                403 => ": the agent's service account may not do this (apply the RBAC in deploy/)",
+                _ => "",
+            };
+            format!("{what}: {} {} ({}){hint}", s.code, s.reason, s.message)
+        }
+        other => format!("{what}: {other}"),
+    }
 }

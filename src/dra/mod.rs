@@ -4,6 +4,16 @@
 //! ([`crate::cluster`]), which turns these into ResourceSlices and reads
 //! ResourceClaims into them; no `kube` type crosses this line.
 
+pub mod attributes;
+pub mod cdi;
+pub mod claim_config;
+pub mod plugin;
+pub mod prepare;
+pub mod prepare_run;
+pub mod reconcile;
+pub mod record;
+pub mod serve;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -75,7 +85,9 @@ pub fn device_pci(name: &str) -> Option<PciAddress> {
 }
 
 /// A claim as kubelet names it in NodePrepareResources.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct ClaimRef {
     /// Namespace.
     pub namespace: String,

@@ -253,17 +253,98 @@ fn pod_from_api(p: api::PodResources) -> PodDevices {
         containers: p
             .containers
             .into_iter()
-            .map(|c| ContainerDevices {
-                name: c.name,
-                resources: c
+            .map(|c| {
+                let mut resources: Vec<ResourceDevices> = c
                     .devices
                     .into_iter()
                     .map(|d| ResourceDevices {
                         resource_name: d.resource_name,
                         device_ids: d.device_ids,
                     })
-                    .collect(),
+                    .collect();
+                resources.extend(dynamic_devices(&c.dynamic_resources));
+                ContainerDevices {
+                    name: c.name,
+                    resources,
+                }
             })
             .collect(),
+    }
+}
+
+/// VFs a container got through DRA claims, as devices of a resource named
+/// after the DRA driver: a claim's device is named after its PCI address
+/// ([`crate::dra::device_name`]), so the CNI's deviceID matches it like a
+/// device plugin's ID. Devices with other names (other drivers') are left
+/// out.
+fn dynamic_devices(dynamic: &[api::DynamicResource]) -> Vec<ResourceDevices> {
+    let mut by_driver: Vec<ResourceDevices> = Vec::new();
+    for r in dynamic.iter().flat_map(|d| &d.claim_resources) {
+        let Some(pci) = crate::dra::device_pci(&r.device_name) else {
+            continue;
+        };
+        let id = pci.to_string();
+        match by_driver
+            .iter_mut()
+            .find(|x| x.resource_name == r.driver_name)
+        {
+            Some(x) => x.device_ids.push(id),
+            None => by_driver.push(ResourceDevices {
+                resource_name: r.driver_name.clone(),
+                device_ids: vec![id],
+            }),
+        }
+    }
+    by_driver
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dra_claim_devices_count_as_the_containers_devices() {
+        let claim = |driver: &str, device: &str| api::ClaimResource {
+            cdi_devices: vec![],
+            driver_name: driver.into(),
+            pool_name: "node-a".into(),
+            device_name: device.into(),
+        };
+        let p = api::PodResources {
+            name: "p".into(),
+            namespace: "ns".into(),
+            containers: vec![api::ContainerResources {
+                name: "c".into(),
+                devices: vec![api::ContainerDevices {
+                    resource_name: "intel.com/sriov".into(),
+                    device_ids: vec!["0000:3b:02.0".into()],
+                    topology: None,
+                }],
+                dynamic_resources: vec![api::DynamicResource {
+                    claim_name: "vf".into(),
+                    claim_namespace: "ns".into(),
+                    claim_resources: vec![
+                        claim("sriov.fastpath.dev", "pci-0000-3b-02-1"),
+                        claim("gpu.example.com", "gpu-0"),
+                        claim("sriov.fastpath.dev", "pci-0000-3b-02-2"),
+                    ],
+                }],
+                ..Default::default()
+            }],
+        };
+        let got = pod_from_api(p);
+        assert_eq!(
+            got.containers[0].resources,
+            vec![
+                ResourceDevices {
+                    resource_name: "intel.com/sriov".into(),
+                    device_ids: vec!["0000:3b:02.0".into()],
+                },
+                ResourceDevices {
+                    resource_name: "sriov.fastpath.dev".into(),
+                    device_ids: vec!["0000:3b:02.1".into(), "0000:3b:02.2".into()],
+                },
+            ]
+        );
     }
 }

@@ -119,6 +119,12 @@ impl ResourceConfig {
 pub struct Config {
     /// The pools in file order (first match wins).
     pub resource_list: Vec<ResourceConfig>,
+    /// `draPools`: devices published to DRA instead of served as device
+    /// plugins; same entry fields and selectors, `resourceName` names the
+    /// entry (a device in both lists is an error, see
+    /// [`super::modes::assign_modes`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dra_pools: Vec<ResourceConfig>,
     /// Where fastpath deliberately differs from the reference for this
     /// file (logged at load, shown by `fastpath pools`).
     pub notes: Vec<String>,
@@ -226,35 +232,50 @@ pub fn parse(text: &str, default_prefix: &str) -> Result<Config, ConfigError> {
     let obj = root
         .as_object()
         .ok_or_else(|| invalid("(top level)", format!("must be an object, got {root}")))?;
-    check_keys(obj, "", &["resourceList"])?;
-    let (key, list_v) =
-        field(obj, "resourceList").ok_or_else(|| invalid("resourceList", "missing"))?;
+    check_keys(obj, "", &["resourceList", "draPools"])?;
+    let dra = field(obj, "draPools");
+    let mut notes = Vec::new();
+    // A DRA-only node needs no resourceList.
+    let resource_list = match (field(obj, "resourceList"), dra) {
+        (None, None) => return Err(invalid("resourceList", "missing")),
+        (None, Some(_)) => Vec::new(),
+        (Some((key, v)), _) => parse_entries(key, v, default_prefix, &mut notes)?,
+    };
+    let dra_pools = match dra {
+        None => Vec::new(),
+        Some((key, v)) => parse_entries(key, v, default_prefix, &mut notes)?,
+    };
+    Ok(Config {
+        resource_list,
+        dra_pools,
+        notes,
+    })
+}
+
+/// One list of entries (`resourceList` or `draPools`); names are unique
+/// within the list.
+fn parse_entries(
+    key: &str,
+    list_v: &Value,
+    default_prefix: &str,
+    notes: &mut Vec<String>,
+) -> Result<Vec<ResourceConfig>, ConfigError> {
     let entries = list_v
         .as_array()
         .ok_or_else(|| invalid(key, format!("must be a list, got {list_v}")))?;
-    let mut cfg = Config {
-        resource_list: Vec::new(),
-        notes: Vec::new(),
-    };
+    let mut out: Vec<ResourceConfig> = Vec::new();
     for (i, e) in entries.iter().enumerate() {
-        let path = format!("resourceList[{i}]");
-        let rc = parse_entry(e, &path, default_prefix, &mut cfg.notes)?;
-        if let Some(j) = cfg
-            .resource_list
-            .iter()
-            .position(|o| o.full_name() == rc.full_name())
-        {
+        let path = format!("{key}[{i}]");
+        let rc = parse_entry(e, &path, default_prefix, notes)?;
+        if let Some(j) = out.iter().position(|o| o.full_name() == rc.full_name()) {
             return Err(invalid(
                 &format!("{path}.resourceName"),
-                format!(
-                    "{:?} is already defined by resourceList[{j}]",
-                    rc.full_name()
-                ),
+                format!("{:?} is already defined by {key}[{j}]", rc.full_name()),
             ));
         }
-        cfg.resource_list.push(rc);
+        out.push(rc);
     }
-    Ok(cfg)
+    Ok(out)
 }
 
 fn parse_entry(

@@ -45,9 +45,15 @@ impl FactNeeds {
 
     /// The facts `cfg`'s selectors use.
     pub fn of(cfg: &Config) -> Self {
-        let sels = || cfg.resource_list.iter().flat_map(|r| &r.selectors);
+        let sels = || {
+            cfg.resource_list
+                .iter()
+                .chain(&cfg.dra_pools)
+                .flat_map(|r| &r.selectors)
+        };
         Self {
-            rdma: sels().any(|s| s.is_rdma),
+            // DRA devices carry an `rdma` attribute whatever their selectors.
+            rdma: sels().any(|s| s.is_rdma) || !cfg.dra_pools.is_empty(),
             acpi_index: sels().any(|s| !s.acpi_indexes.is_empty()),
         }
     }

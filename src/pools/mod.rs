@@ -4,6 +4,7 @@
 
 pub mod config;
 mod facts;
+pub mod modes;
 mod render;
 mod select;
 mod selector;
@@ -227,9 +228,19 @@ pub fn assign(inv: &Inventory, cfg: &Config, host: &HostFacts) -> Pools {
 
 /// [`assign`], with reasons or without.
 pub fn assign_with(inv: &Inventory, cfg: &Config, host: &HostFacts, wording: Reasons) -> Pools {
+    assign_entries(inv, &cfg.resource_list, &cfg.notes, host, wording)
+}
+
+/// [`assign_with`] over one list of entries (`resourceList` or `draPools`).
+fn assign_entries(
+    inv: &Inventory,
+    entries: &[ResourceConfig],
+    notes: &[String],
+    host: &HostFacts,
+    wording: Reasons,
+) -> Pools {
     let explain = wording == Reasons::Explain;
-    let mut pools: Vec<Pool> = cfg
-        .resource_list
+    let mut pools: Vec<Pool> = entries
         .iter()
         .map(|c| Pool {
             config: c.clone(),
@@ -250,7 +261,7 @@ pub fn assign_with(inv: &Inventory, cfg: &Config, host: &HostFacts, wording: Rea
         }
         let mut reasons = Vec::new();
         let mut landed: Option<(usize, usize)> = None;
-        for (pi, rc) in cfg.resource_list.iter().enumerate() {
+        for (pi, rc) in entries.iter().enumerate() {
             let hit = if !select::is_type(rc.device_type, facts) {
                 Err(Miss::Type)
             } else {
@@ -298,7 +309,7 @@ pub fn assign_with(inv: &Inventory, cfg: &Config, host: &HostFacts, wording: Rea
             }
         }
         let pool = landed.map(|(pi, si)| {
-            let sel = &cfg.resource_list[pi].selectors[si];
+            let sel = &entries[pi].selectors[si];
             let unhealthy = (!dev.pf_link_up).then(|| {
                 format!(
                     "PF {} link is down",
@@ -316,7 +327,7 @@ pub fn assign_with(inv: &Inventory, cfg: &Config, host: &HostFacts, wording: Rea
             });
             pools[pi].resource()
         });
-        if explain && cfg.resource_list.is_empty() {
+        if explain && entries.is_empty() {
             reasons.push("the config has no resourceList entries".into());
         }
         assignments.push(Assignment {
@@ -328,7 +339,7 @@ pub fn assign_with(inv: &Inventory, cfg: &Config, host: &HostFacts, wording: Rea
     Pools {
         pools,
         assignments,
-        notes: cfg.notes.clone(),
+        notes: notes.to_vec(),
     }
 }
 

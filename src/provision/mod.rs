@@ -13,6 +13,7 @@ pub mod held;
 pub mod journal;
 pub mod plan;
 pub mod policy;
+pub mod rebind;
 mod vf_mac;
 
 #[cfg(test)]
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use apply::{ApplyError, ApplyReport, recover_interrupted};
+pub use execute::ActionError;
 pub use facts::HostFacts;
 pub use held::{HeldError, held_vfs};
 pub use plan::{Action, Held, Plan, PlanErrors, Step, plan};

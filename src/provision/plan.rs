@@ -334,23 +334,7 @@ fn plan_vf(pf: &Pf, vf: &Vf, v: &VfTarget, facts: &HostFacts, out: &mut Plan) ->
     match v.device_type {
         DeviceType::VfioPci if driver == Some(VFIO_PCI) => {}
         DeviceType::VfioPci => {
-            if let Some(d) = driver {
-                actions.push(Action::Unbind {
-                    vf: addr,
-                    driver: d.to_string(),
-                });
-            }
-            actions.extend([
-                Action::SetDriverOverride {
-                    vf: addr,
-                    driver: VFIO_PCI.into(),
-                },
-                Action::Bind {
-                    vf: addr,
-                    driver: VFIO_PCI.into(),
-                },
-                Action::ClearDriverOverride { vf: addr },
-            ]);
+            actions.extend(super::rebind::to_vfio(addr, driver));
             return vec![Step {
                 summary: format!("VF {addr} ({}) to vfio-pci", from(driver)),
                 actions,
@@ -358,17 +342,7 @@ fn plan_vf(pf: &Pf, vf: &Vf, v: &VfTarget, facts: &HostFacts, out: &mut Plan) ->
             }];
         }
         DeviceType::Netdevice if driver.is_none() || is_userspace(driver) => {
-            if let Some(d) = driver {
-                actions.push(Action::Unbind {
-                    vf: addr,
-                    driver: d.to_string(),
-                });
-            }
-            actions.extend([
-                Action::ClearDriverOverride { vf: addr },
-                Action::DriversProbe { vf: addr },
-                Action::WaitNetdev { vf: addr },
-            ]);
+            actions.extend(super::rebind::to_kernel(addr, driver));
             if let Some(m) = v.mtu {
                 out.deferred
                     .push(format!("VF {addr}: mtu {m} once its netdev appears"));
@@ -417,24 +391,7 @@ fn plan_vf(pf: &Pf, vf: &Vf, v: &VfTarget, facts: &HostFacts, out: &mut Plan) ->
 
 /// Puts a VF back on `driver` (or leaves it unbound) after a failed rebind.
 fn rebind_undo(vf: PciAddress, driver: Option<&str>) -> Vec<Action> {
-    let mut undo = vec![Action::Unbind {
-        vf,
-        driver: ANY_DRIVER.into(),
-    }];
-    if let Some(d) = driver {
-        undo.extend([
-            Action::SetDriverOverride {
-                vf,
-                driver: d.to_string(),
-            },
-            Action::Bind {
-                vf,
-                driver: d.to_string(),
-            },
-        ]);
-    }
-    undo.push(Action::ClearDriverOverride { vf });
-    undo
+    super::rebind::back_to(vf, driver)
 }
 
 fn from(driver: Option<&str>) -> String {

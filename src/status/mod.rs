@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::agent::reconcile::StartupReport;
 use crate::agent::status::AgentStatus;
-use crate::agent::telemetry::ReconcileView;
+use crate::agent::telemetry::{DraView, ReconcileView};
 use crate::grpc_authority::RefusedAuthorityView;
 use crate::pci::PciAddress;
 
@@ -49,6 +49,9 @@ pub struct NodeStatus {
     pub startup_reconcile: Option<StartupReport>,
     /// gRPC calls the agent refused for their `:authority`.
     pub refused_authorities: RefusedAuthorityView,
+    /// The DRA plugin: registration, devices, prepared claims, last error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dra: Option<DraView>,
 }
 
 /// Joins the agent's view and the attachments.
@@ -82,6 +85,7 @@ pub fn build(agent: &AgentStatus, attachments: Option<Vec<Attachment>>) -> NodeS
         attachments,
         startup_reconcile: agent.startup_reconcile.clone(),
         refused_authorities: agent.refused_authorities.clone(),
+        dra: agent.dra.clone(),
     }
 }
 

@@ -115,6 +115,9 @@ pub fn text(s: &NodeStatus, out: &mut dyn Write) -> io::Result<()> {
             crate::grpc_authority::MIN_KUBELET_VERSION
         )?;
     }
+    if let Some(d) = &s.dra {
+        dra(d, out)?;
+    }
     match &s.attachments {
         None => writeln!(
             out,
@@ -140,6 +143,35 @@ pub fn text(s: &NodeStatus, out: &mut dyn Write) -> io::Result<()> {
                 )?;
             }
         }
+    }
+    Ok(())
+}
+
+/// The DRA plugin's part of the human form.
+fn dra(d: &crate::agent::telemetry::DraView, out: &mut dyn Write) -> io::Result<()> {
+    let reg = match (&d.registered, &d.registration_error) {
+        (true, _) => "registered".to_string(),
+        (false, Some(e)) => format!("NOT registered: {e}"),
+        (false, None) => "not registered yet".to_string(),
+    };
+    let slices = match (&d.slice_error, d.slice_generation) {
+        (Some(e), _) => format!("slices NOT published: {e}"),
+        (None, Some(g)) => format!("slices at generation {g}"),
+        (None, None) => "slices not published yet".into(),
+    };
+    writeln!(
+        out,
+        "\nDRA driver {}: {reg}, {} devices, {slices}, {} claims prepared",
+        d.driver,
+        d.devices,
+        d.prepared.len()
+    )?;
+    for c in &d.prepared {
+        let devs: Vec<String> = c.devices.iter().map(|p| p.to_string()).collect();
+        writeln!(out, "   - {} ({}): {}", c.claim, c.uid, devs.join(", "))?;
+    }
+    if let Some(e) = &d.last_error {
+        writeln!(out, "   last error: {e}")?;
     }
     Ok(())
 }
@@ -189,6 +221,7 @@ mod tests {
             }),
             startup_reconcile: None,
             refused_authorities: Default::default(),
+            dra: None,
         }
     }
 
@@ -281,6 +314,7 @@ mod startup_tests {
                 ..StartupReport::default()
             }),
             refused_authorities: Default::default(),
+            dra: None,
         };
         let mut out = Vec::new();
         text(&build(&agent, Some(vec![])), &mut out).unwrap();
@@ -296,6 +330,50 @@ mod startup_tests {
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["startupReconcile"]["renamed"], 1);
         assert_eq!(v["startupReconcile"]["live"], 3);
+    }
+
+    #[test]
+    fn the_dra_plugin_is_shown_in_text_and_json() {
+        use crate::agent::telemetry::{DraClaimView, DraView};
+        let mut agent = AgentStatus {
+            pools: vec![],
+            last_reconcile: None,
+            startup_reconcile: None,
+            refused_authorities: Default::default(),
+            dra: Some(DraView {
+                driver: "sriov.fastpath.dev".into(),
+                registered: true,
+                registration_error: None,
+                devices: 4,
+                prepared: vec![DraClaimView {
+                    claim: "cnf/upf-net".into(),
+                    uid: "u-1".into(),
+                    devices: vec!["0000:3b:02.1".parse().unwrap()],
+                }],
+                last_error: Some("cnf/x: vlan: 5000 is not a VLAN id 0-4094".into()),
+                slice_generation: Some(3),
+                slice_writes: 2,
+                slice_error: None,
+            }),
+        };
+        let mut out = Vec::new();
+        text(&build(&agent, Some(vec![])), &mut out).unwrap();
+        let t = String::from_utf8(out).unwrap();
+        assert!(
+            t.contains(
+                "DRA driver sriov.fastpath.dev: registered, 4 devices, slices at generation 3, 1 claims prepared\n   - cnf/upf-net (u-1): 0000:3b:02.1\n   last error: cnf/x: vlan: 5000 is not a VLAN id 0-4094\n"
+            ),
+            "{t}"
+        );
+        let mut out = Vec::new();
+        json(&build(&agent, None), &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["dra"]["prepared"][0]["devices"][0], "0000:3b:02.1");
+        agent.dra = None;
+        let mut out = Vec::new();
+        json(&build(&agent, None), &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert!(v.get("dra").is_none());
     }
 }
 
@@ -316,6 +394,7 @@ mod authority_tests {
                 last_authority: (count > 0)
                     .then(|| "/var/lib/kubelet/device-plugins/a.sock".into()),
             },
+            dra: None,
         };
         let mut out = Vec::new();
         text(&build(&agent, Some(vec![])), &mut out).unwrap();

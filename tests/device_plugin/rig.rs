@@ -37,6 +37,7 @@ pub fn options(dir: &std::path::Path, watcher: bool) -> AgentOptions {
         rescan_interval: Duration::from_millis(100),
         sysfs_root: dir.join("sys"),
         proc_root: dir.join("proc"),
+        dra: None,
     }
 }
 

@@ -146,7 +146,8 @@ pub struct DiscoveredPlugin {
 }
 
 /// kubelet's plugin watcher: every `*.sock` in `registry`, `GetInfo`, then
-/// `NotifyRegistrationStatus(registered)`.
+/// `NotifyRegistrationStatus` with kubelet's verdict for the plugin's type
+/// (a device plugin must speak `v1beta1`, a DRA driver `v1.DRAPlugin`).
 pub async fn discover_plugins(registry: &Path) -> anyhow::Result<Vec<DiscoveredPlugin>> {
     let mut socks: Vec<PathBuf> = std::fs::read_dir(registry)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -155,26 +156,125 @@ pub async fn discover_plugins(registry: &Path) -> anyhow::Result<Vec<DiscoveredP
     socks.sort();
     let mut out = Vec::new();
     for socket in socks {
-        let ch = device_plugin::connect_unix(&socket).await?;
-        let mut c = reg::registration_client::RegistrationClient::new(ch);
-        let info = c.get_info(reg::InfoRequest {}).await?.into_inner();
-        let ok = info.r#type == device_plugin::DEVICE_PLUGIN_TYPE
-            && info
-                .supported_versions
-                .iter()
-                .any(|v| v == device_plugin::VERSION);
-        c.notify_registration_status(reg::RegistrationStatus {
-            plugin_registered: ok,
-            error: if ok {
-                String::new()
-            } else {
-                "unsupported plugin".into()
-            },
-        })
-        .await?;
-        out.push(DiscoveredPlugin { socket, info });
+        out.push(register_plugin(&socket).await?);
     }
     Ok(out)
+}
+
+/// What kubelet says about a plugin's `PluginInfo`: `None` when it accepts it.
+pub fn verdict(info: &reg::PluginInfo) -> Option<String> {
+    let has = |v: &str| info.supported_versions.iter().any(|s| s == v);
+    match info.r#type.as_str() {
+        device_plugin::DEVICE_PLUGIN_TYPE if has(device_plugin::VERSION) => None,
+        device_plugin::DRA_PLUGIN_TYPE if device_plugin::DRA_VERSIONS.iter().any(|v| has(v)) => {
+            None
+        }
+        t => Some(format!(
+            "unsupported plugin type {t:?} or versions {:?}",
+            info.supported_versions
+        )),
+    }
+}
+
+/// One plugin-watcher registration: `GetInfo`, then the verdict.
+pub async fn register_plugin(socket: &Path) -> anyhow::Result<DiscoveredPlugin> {
+    let ch = device_plugin::connect_unix(socket).await?;
+    let mut c = reg::registration_client::RegistrationClient::new(ch);
+    let info = c.get_info(reg::InfoRequest {}).await?.into_inner();
+    let error = verdict(&info);
+    c.notify_registration_status(reg::RegistrationStatus {
+        plugin_registered: error.is_none(),
+        error: error.unwrap_or_default(),
+    })
+    .await?;
+    Ok(DiscoveredPlugin {
+        socket: socket.to_path_buf(),
+        info,
+    })
+}
+
+/// kubelet's client of a DRA driver, on the endpoint its registration
+/// named, in either API version.
+#[derive(Clone)]
+pub enum DraClient {
+    /// `k8s.io.kubelet.pkg.apis.dra.v1.DRAPlugin`.
+    V1(device_plugin::dra_v1::dra_plugin_client::DraPluginClient<Channel>),
+    /// `k8s.io.kubelet.pkg.apis.dra.v1beta1.DRAPlugin`.
+    V1beta1(device_plugin::dra_v1beta1::dra_plugin_client::DraPluginClient<Channel>),
+}
+
+/// A claim as kubelet names it: (namespace, name, uid).
+pub type ClaimId<'a> = (&'a str, &'a str, &'a str);
+
+fn claims_v1(claims: &[ClaimId<'_>]) -> Vec<device_plugin::dra_v1::Claim> {
+    claims
+        .iter()
+        .map(|(ns, name, uid)| device_plugin::dra_v1::Claim {
+            namespace: ns.to_string(),
+            name: name.to_string(),
+            uid: uid.to_string(),
+        })
+        .collect()
+}
+
+fn recode<A: prost::Message, B: prost::Message + Default>(a: &A) -> B {
+    B::decode(a.encode_to_vec().as_slice()).expect("v1 and v1beta1 share field numbers")
+}
+
+impl DraClient {
+    /// Connects to a DRA socket, speaking `version` (`v1` or `v1beta1`).
+    pub async fn connect(endpoint: &Path, version: &str) -> anyhow::Result<Self> {
+        let ch = device_plugin::connect_unix(endpoint).await?;
+        Ok(match version {
+            "v1" => Self::V1(device_plugin::dra_v1::dra_plugin_client::DraPluginClient::new(ch)),
+            "v1beta1" => Self::V1beta1(
+                device_plugin::dra_v1beta1::dra_plugin_client::DraPluginClient::new(ch),
+            ),
+            v => anyhow::bail!("no DRA API version {v}"),
+        })
+    }
+
+    /// `NodePrepareResources`, the answer in v1 messages whatever was spoken.
+    pub async fn prepare(
+        &mut self,
+        claims: &[ClaimId<'_>],
+    ) -> Result<device_plugin::dra_v1::NodePrepareResourcesResponse, Status> {
+        let req = device_plugin::dra_v1::NodePrepareResourcesRequest {
+            claims: claims_v1(claims),
+        };
+        Ok(match self {
+            Self::V1(c) => c.node_prepare_resources(req).await?.into_inner(),
+            Self::V1beta1(c) => recode(
+                &c.node_prepare_resources(recode::<
+                    _,
+                    device_plugin::dra_v1beta1::NodePrepareResourcesRequest,
+                >(&req))
+                    .await?
+                    .into_inner(),
+            ),
+        })
+    }
+
+    /// `NodeUnprepareResources`, the answer in v1 messages.
+    pub async fn unprepare(
+        &mut self,
+        claims: &[ClaimId<'_>],
+    ) -> Result<device_plugin::dra_v1::NodeUnprepareResourcesResponse, Status> {
+        let req = device_plugin::dra_v1::NodeUnprepareResourcesRequest {
+            claims: claims_v1(claims),
+        };
+        Ok(match self {
+            Self::V1(c) => c.node_unprepare_resources(req).await?.into_inner(),
+            Self::V1beta1(c) => recode(
+                &c.node_unprepare_resources(recode::<
+                    _,
+                    device_plugin::dra_v1beta1::NodeUnprepareResourcesRequest,
+                >(&req))
+                    .await?
+                    .into_inner(),
+            ),
+        })
+    }
 }
 
 /// kubelet's client of one device plugin.
