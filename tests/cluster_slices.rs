@@ -256,6 +256,29 @@ async fn forbidden_and_missing_node_give_clear_errors() {
 }
 
 #[tokio::test]
+async fn a_failed_deletion_of_surplus_is_retried_alone() {
+    let server = server_with_nodes().await;
+    let mut p = SlicePublisher::start(kube(&server).await, DRIVER, "node-a")
+        .await
+        .unwrap();
+    p.publish(&devices("node-a", 300)).await.unwrap();
+    server.fail(Fault::new(403, "/resourceslices/", 1).method("DELETE"));
+    let e = p.publish(&devices("node-a", 10)).await.unwrap_err();
+    assert!(matches!(e, SliceError::Delete { .. }), "{e}");
+    server.clear_requests();
+    let out = p.publish(&devices("node-a", 10)).await.unwrap();
+    assert_eq!((out.generation, out.written, out.deleted), (2, 0, 2));
+    assert_eq!(
+        (
+            server.requests().len(),
+            server.count("delete", "resourceslices")
+        ),
+        (2, 2)
+    );
+    assert_eq!(slices_of(&server, "node-a").len(), 1);
+}
+
+#[tokio::test]
 async fn bad_devices_are_refused_before_any_request() {
     let server = server_with_nodes().await;
     let mut p = SlicePublisher::start(kube(&server).await, DRIVER, "node-a")

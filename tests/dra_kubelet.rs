@@ -178,12 +178,12 @@ async fn vfio_claims_get_vfio_nodes_and_a_rebind_goes_through_sysfs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_claims_fail_alone_and_change_nothing() {
-    let rig = Rig::new("drb", 2, &[]).await;
+    let rig = Rig::new("drb", 3, &[]).await;
     let vf0 = rig.host.vfs[0].ifname.clone();
     let mtu = host_link(&vf0).unwrap().mtu;
     rig.claim("bad", &[("net", 0)], json!({"mtu": 9000, "vlan": 5000}));
     rig.claim("pf", &[("net", 0)], json!({"mtu": 9000, "trust": true}));
-    rig.claim("good", &[("net", 1)], json!({}));
+    rig.claim("good", &[("net", 2)], json!({}));
     // Device 0 gets its MTU, then device 1 fails to rebind (no vfio-pci
     // driver on this node): the MTU goes back.
     rig.claim("half", &[("net", 0), ("dpdk", 1)], json!({"mtu": 9000}));
@@ -284,4 +284,37 @@ async fn start_up_reconcile_restores_claims_that_are_gone() {
     assert_eq!(host_link(&vf0).unwrap().mtu, mtu);
     assert!(!rig.record("gone").exists() && !rig.cdi_spec("gone").exists());
     assert!(rig.record("live").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vf_given_to_a_new_claim_leaves_the_old_claims_record_only_once_it_is_gone() {
+    let rig = Rig::new("drh", 1, &[]).await;
+    let vf0 = rig.host.vfs[0].ifname.clone();
+    let mtu = host_link(&vf0).unwrap().mtu;
+    rig.claim("old", &[("net", 0)], json!({"mtu": 9000}));
+    rig.claim("new", &[("net", 0)], json!({"mtu": 4000}));
+    let mut kubelet = rig.kubelet("v1").await;
+    let r = kubelet.prepare(&ids(&[id("old")])).await.unwrap();
+    assert_eq!(r.claims["old"].error, "");
+    // The old claim still exists: the new one must wait for its unprepare.
+    let r = kubelet.prepare(&ids(&[id("new")])).await.unwrap();
+    let e = &r.claims["new"].error;
+    assert!(
+        e.contains(&format!(
+            "VF {} is still prepared for claim ns/claim-old (old)",
+            rig.pci(0)
+        )),
+        "{e}"
+    );
+    assert_eq!(host_link(&vf0).unwrap().mtu, 9000);
+    // Gone without an unprepare (the agent was down): its record is
+    // restored first, then the new claim is prepared on the VF.
+    rig.forget("old");
+    let r = kubelet.prepare(&ids(&[id("new")])).await.unwrap();
+    assert_eq!(r.claims["new"].error, "");
+    assert!(!rig.record("old").exists() && !rig.cdi_spec("old").exists());
+    assert_eq!(host_link(&vf0).unwrap().mtu, 4000);
+    let un = kubelet.unprepare(&ids(&[id("new")])).await.unwrap();
+    assert_eq!(un.claims["new"].error, "");
+    assert_eq!(host_link(&vf0).unwrap().mtu, mtu);
 }

@@ -271,22 +271,23 @@ pub async fn run(
         elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
         "first scan and pool assignment done"
     );
-    let mut dra = match &opts.dra {
-        Some(d) => Some(
-            dra::DraRuntime::start(
-                d,
-                &opts,
-                &sysfs,
-                alloc,
-                &modes.dra,
-                handle.telemetry.clone(),
-            )
-            .await?,
-        ),
-        None => None,
-    };
     mgr.apply(&first).await;
     tracing::info!("every pool served");
+    // After the device-plugin pools: kubelet waits on those, while the DRA
+    // side first asks the API server about leftover claim records.
+    let mut dra = match &opts.dra {
+        None => None,
+        Some(d) => {
+            let t = handle.telemetry.clone();
+            match dra::DraRuntime::start(d, &opts, &sysfs, alloc, &modes.dra, t).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    mgr.shutdown().await;
+                    return Err(e);
+                }
+            }
+        }
+    };
     handle
         .telemetry
         .rescanned(&first, &mgr.registered(), started.elapsed());

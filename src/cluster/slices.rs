@@ -186,12 +186,14 @@ impl SlicePublisher {
                 self.names.insert(name);
                 written += 1;
             }
+            // The pool is complete on the server now; a failed deletion
+            // below only leaves surplus slices for the next publish.
+            self.current = Some(devices.devices.clone());
         }
         let surplus: Vec<String> = self.names.difference(&wanted).cloned().collect();
         for name in &surplus {
             self.delete(name).await?;
         }
-        self.current = Some(devices.devices.clone());
         Ok(Published {
             generation: self.generation,
             written,

@@ -86,10 +86,42 @@ impl DraPlugin {
                 claim.namespace, claim.name, alloc.claim.uid, claim.uid
             ));
         }
+        self.release_stale_holders(&alloc).await?;
         let pools = self.pools.borrow().clone();
         let ctx = self.ctx.clone();
         blocking(move || prepare_run::prepare(&ctx, &alloc, &pools).map_err(|e| e.to_string()))
             .await
+    }
+
+    /// Restores the records of gone claims that still hold a VF of
+    /// `alloc`; a VF whose holder still exists is an error naming it.
+    async fn release_stale_holders(&self, alloc: &super::ClaimAllocation) -> Result<(), String> {
+        let state = self.ctx.state_dir.clone();
+        let records = blocking(move || Ok(record::load_all(&state))).await?;
+        let holders: Vec<(crate::pci::PciAddress, ClaimRecord)> =
+            super::prepare::holders(&records, alloc)
+                .into_iter()
+                .map(|(pci, r)| (pci, r.clone()))
+                .collect();
+        for (pci, old) in holders {
+            let seen = super::reconcile::ClaimSeen::of(
+                &self
+                    .claims
+                    .get(&old.claim, &self.ctx.driver, &self.ctx.node)
+                    .await,
+            );
+            if seen != super::reconcile::ClaimSeen::Gone {
+                return Err(format!(
+                    "VF {pci} is still prepared for claim {}; it is released when kubelet unprepares that claim",
+                    old.claim
+                ));
+            }
+            tracing::info!(claim = %old.claim, vf = %pci, "restoring the record of a gone claim that holds a VF now allocated again");
+            let ctx = self.ctx.clone();
+            blocking(move || prepare_run::restore_or_keep(&ctx, &old).map_err(|e| e.to_string()))
+                .await?;
+        }
+        Ok(())
     }
 
     async fn unprepare_one(&self, claim: &ClaimRef) -> Result<(), String> {

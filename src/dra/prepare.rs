@@ -4,7 +4,7 @@
 //! effects live in [`super::prepare_run`].
 
 use super::claim_config::{self, ClaimConfigError, VfConfig, VfDriver};
-use super::record::{DeviceRecord, PfRef};
+use super::record::{ClaimRecord, DeviceRecord, PfRef};
 use super::{ClaimAllocation, device_pci};
 use crate::netlink::vf::{VfSetting, VfState, VlanProto};
 use crate::pools::{Pool, PoolDevice, Pools};
@@ -146,6 +146,27 @@ pub fn plan(
         });
     }
     Ok(out)
+}
+
+/// The records of other claims that still hold a VF `alloc` names, with
+/// that VF: the scheduler gave it away again, so the old claim is gone or
+/// about to be, but its record would undo the VF under the new claim.
+pub fn holders<'a>(
+    records: &'a [ClaimRecord],
+    alloc: &ClaimAllocation,
+) -> Vec<(crate::pci::PciAddress, &'a ClaimRecord)> {
+    let wanted: Vec<_> = alloc
+        .devices
+        .iter()
+        .filter_map(|d| device_pci(&d.device))
+        .collect();
+    let mut out = Vec::new();
+    for r in records.iter().filter(|r| r.claim.uid != alloc.claim.uid) {
+        if let Some(d) = r.devices.iter().find(|d| wanted.contains(&d.pci)) {
+            out.push((d.pci, r));
+        }
+    }
+    out
 }
 
 /// Drivers that leave a VF without a netdev (DPDK's).

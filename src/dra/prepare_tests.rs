@@ -324,3 +324,35 @@ fn cdi_output_gives_env_per_request_and_vfio_nodes_per_device() {
     assert_eq!(info["pci"]["pci-address"], "0000:3b:01.0");
     assert_eq!(info["pci"]["pf-pci-address"], "0000:3b:00.0");
 }
+
+#[test]
+fn other_claims_records_holding_the_vfs_are_found() {
+    use crate::dra::record::{ClaimRecord, Phase};
+    let a = alloc(&[("net", NODE, "pci-0000-3b-01-0")], json!({}));
+    let p = &plan(&a, NODE, &pools()).unwrap()[0];
+    let dev = device_record(p, &Observed::default());
+    let rec = |uid: &str, devices| ClaimRecord {
+        claim: ClaimRef {
+            namespace: "ns".into(),
+            name: format!("c-{uid}"),
+            uid: uid.into(),
+        },
+        phase: Phase::Prepared,
+        devices,
+        cdi_spec: None,
+        devinfo: vec![],
+    };
+    let mut other_vf = dev.clone();
+    other_vf.pci = "0000:3b:01.1".parse().unwrap();
+    let records = vec![
+        rec("u1", vec![dev.clone()]),
+        rec("old", vec![other_vf.clone(), dev.clone()]),
+        rec("elsewhere", vec![other_vf]),
+    ];
+    let found: Vec<(String, &str)> = holders(&records, &a)
+        .into_iter()
+        .map(|(pci, r)| (pci.to_string(), r.claim.uid.as_str()))
+        .collect();
+    // The claim's own record (u1, a retry) is not a holder.
+    assert_eq!(found, [("0000:3b:01.0".to_string(), "old")]);
+}

@@ -42,6 +42,15 @@ pub fn assign_modes(
     wording: Reasons,
 ) -> Result<ModePools, ModeOverlap> {
     let device_plugin = assign_with(inv, cfg, host, wording);
+    if cfg.dra_pools.is_empty() {
+        // The common case: no second pass over every device per rescan.
+        let dra = Pools {
+            pools: Vec::new(),
+            assignments: Vec::new(),
+            notes: cfg.notes.clone(),
+        };
+        return Ok(ModePools { device_plugin, dra });
+    }
     let dra = assign_entries(inv, &cfg.dra_pools, &cfg.notes, host, wording);
     let served: BTreeMap<PciAddress, String> = device_plugin
         .pools

@@ -391,3 +391,132 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, op: Op<'_>) {
     }
     write_managed(new, &managed);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn op(manager: &str) -> Op<'_> {
+        Op {
+            manager,
+            scope: Scope::Main {
+                status_subresource: true,
+            },
+            api_version: "v1",
+            now: "2026-01-01T00:00:00Z",
+        }
+    }
+
+    fn p(s: &str) -> Path {
+        s.split('.').map(str::to_string).collect()
+    }
+
+    #[test]
+    fn leaf_fields_skip_server_metadata_and_status_when_a_subresource() {
+        let obj = json!({"apiVersion": "v1", "kind": "X",
+            "metadata": {"name": "a", "uid": "u", "resourceVersion": "3", "labels": {"l": "1"}},
+            "spec": {"list": [1, 2], "empty": {}, "deep": {"x": true}}, "status": {"s": 1}});
+        let main: Vec<Path> = leaf_paths(&obj, op("m").scope).into_iter().collect();
+        assert_eq!(
+            main,
+            [
+                p("metadata.labels.l"),
+                p("spec.deep.x"),
+                p("spec.empty"),
+                p("spec.list")
+            ]
+        );
+        let status: Vec<Path> = leaf_paths(&obj, Scope::Status).into_iter().collect();
+        assert_eq!(status, [p("status.s")]);
+        let all = leaf_paths(
+            &obj,
+            Scope::Main {
+                status_subresource: false,
+            },
+        );
+        assert!(all.contains(&p("status.s")));
+    }
+
+    #[test]
+    fn managed_fields_round_trip_through_fields_v1() {
+        let mut obj = json!({"metadata": {"name": "a"}});
+        let m = Managed {
+            manager: "m".into(),
+            operation: "Apply".into(),
+            subresource: Some("status".into()),
+            api_version: "v1".into(),
+            time: "t".into(),
+            fields: [p("status.a.b"), p("status.c")].into_iter().collect(),
+        };
+        write_managed(&mut obj, std::slice::from_ref(&m));
+        assert_eq!(
+            obj["metadata"]["managedFields"][0]["fieldsV1"],
+            json!({"f:status": {"f:a": {"f:b": {}}, "f:c": {}}})
+        );
+        assert_eq!(read_managed(&obj), [m]);
+    }
+
+    #[test]
+    fn apply_shares_equal_values_conflicts_on_different_ones_and_force_moves_ownership() {
+        let a = json!({"metadata": {"name": "x"}, "spec": {"a": 1, "s": "same"}});
+        let obj = apply(None, &a, op("alice"), false).unwrap();
+        let b = json!({"metadata": {"name": "x"}, "spec": {"s": "same", "a": 2, "b": 3}});
+        let err = apply(Some(&obj), &b, op("bob"), false).unwrap_err();
+        assert_eq!(
+            err,
+            [Conflict {
+                manager: "alice".into(),
+                field: ".spec.a".into()
+            }]
+        );
+        let forced = apply(Some(&obj), &b, op("bob"), true).unwrap();
+        assert_eq!(forced["spec"], json!({"a": 2, "s": "same", "b": 3}));
+        let owners = read_managed(&forced);
+        let alice = owners.iter().find(|m| m.manager == "alice").unwrap();
+        assert_eq!(alice.fields, [p("spec.s")].into_iter().collect());
+        // Alice applies nothing: "s" stays (bob owns it too).
+        let after = apply(
+            Some(&forced),
+            &json!({"metadata": {"name": "x"}}),
+            op("alice"),
+            false,
+        )
+        .unwrap();
+        assert_eq!(after["spec"], json!({"a": 2, "s": "same", "b": 3}));
+        assert!(read_managed(&after).iter().all(|m| m.manager != "alice"));
+    }
+
+    #[test]
+    fn updates_take_the_fields_they_change_from_appliers() {
+        let obj = apply(
+            None,
+            &json!({"metadata": {"name": "x"}, "spec": {"a": 1, "b": 1}}),
+            op("alice"),
+            false,
+        )
+        .unwrap();
+        let mut new = obj.clone();
+        new["spec"]["a"] = json!(5);
+        record_update(Some(&obj), &mut new, op("kubectl"));
+        let owners = read_managed(&new);
+        let find = |m: &str| {
+            owners
+                .iter()
+                .find(|e| e.manager == m)
+                .unwrap()
+                .fields
+                .clone()
+        };
+        assert_eq!(find("kubectl"), [p("spec.a")].into_iter().collect());
+        assert_eq!(find("alice"), [p("spec.b")].into_iter().collect());
+        // Alice applying a again with her old value now conflicts.
+        let err = apply(
+            Some(&new),
+            &json!({"metadata": {"name": "x"}, "spec": {"a": 1, "b": 1}}),
+            op("alice"),
+            false,
+        );
+        assert_eq!(err.unwrap_err()[0].manager, "kubectl");
+    }
+}

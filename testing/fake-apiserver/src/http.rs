@@ -4,37 +4,35 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     ListMeta, Status, StatusCause, StatusDetails,
 };
 use serde_json::{Value, json};
-use tokio::sync::{broadcast::error::RecvError, mpsc};
 
 use crate::Shared;
 use crate::apply::Scope;
 use crate::log::Request as Logged;
 use crate::registry::ResourceType;
 use crate::select::Selector;
-use crate::store::{Change, ChangeType, PatchBody, StoreError};
+use crate::store::{By, PatchBody, StoreError};
 
 /// The response body: whole or streamed.
 pub type Body = BoxBody<Bytes, Infallible>;
 
 /// A refusal before the store is asked: code, reason, message.
-type Refused = (u16, &'static str, String);
+pub(crate) type Refused = (u16, &'static str, String);
 
 /// A REST path taken apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Route {
+pub(crate) struct Route {
     group: String,
     version: String,
-    namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
     plural: String,
     name: Option<String>,
     sub: Option<String>,
@@ -108,7 +106,7 @@ pub fn status_object(code: u16, reason: &str, message: String, causes: Vec<Statu
     serde_json::to_value(s).unwrap_or(Value::Null)
 }
 
-fn failure(code: u16, reason: &str, message: String) -> hyper::Response<Body> {
+pub(crate) fn failure(code: u16, reason: &str, message: String) -> hyper::Response<Body> {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json_response(status, &status_object(code, reason, message, Vec::new()))
 }
@@ -216,7 +214,9 @@ pub async fn handle(
         Some("status") if rt.status => Scope::Status,
         Some(_) => return Ok(not_served(&path)),
     };
-    if !ns_ok || v.is_empty() || v == "deletecollection" {
+    // The status subresource has get, update and patch only.
+    let sub_ok = route.sub.is_none() || matches!(v, "get" | "update" | "patch");
+    if !ns_ok || !sub_ok || v.is_empty() || v == "deletecollection" {
         return Ok(not_served(&path));
     }
     let content_type = req
@@ -254,13 +254,14 @@ pub async fn handle(
     })
 }
 
-struct Ctx {
-    shared: Arc<Shared>,
-    rt: ResourceType,
-    route: Route,
-    scope: Scope,
-    query: BTreeMap<String, String>,
-    manager: String,
+/// One request's context, once the path named a served type.
+pub(crate) struct Ctx {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) rt: ResourceType,
+    pub(crate) route: Route,
+    pub(crate) scope: Scope,
+    pub(crate) query: BTreeMap<String, String>,
+    pub(crate) manager: String,
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, StoreError> {
@@ -272,11 +273,18 @@ impl Ctx {
         self.route.namespace.as_deref()
     }
 
+    fn by<'a>(&'a self, now: &'a str) -> By<'a> {
+        By {
+            manager: &self.manager,
+            now,
+        }
+    }
+
     fn name(&self) -> &str {
         self.route.name.as_deref().unwrap_or("")
     }
 
-    fn selectors(&self) -> Result<(Selector, Selector), Refused> {
+    pub(crate) fn selectors(&self) -> Result<(Selector, Selector), Refused> {
         let q = |k: &str| self.query.get(k).map(String::as_str).unwrap_or("");
         let labels = Selector::labels(q("labelSelector"));
         let fields = Selector::fields(q("fieldSelector"));
@@ -290,10 +298,9 @@ impl Ctx {
         let key = crate::store::Key::new(&self.rt, self.ns(), self.name());
         match self.shared.store().get(&key) {
             Some(v) => json_response(StatusCode::OK, v),
-            None => store_failure(StoreError::NotFound(format!(
-                "{} {:?}",
-                self.rt.plural,
-                self.name()
+            None => store_failure(StoreError::NotFound(crate::store::Store::what(
+                &self.rt,
+                self.name(),
             ))),
         }
     }
@@ -326,10 +333,17 @@ impl Ctx {
     fn write(&self, verb: &str, content_type: &str, body: &[u8]) -> hyper::Response<Body> {
         let now = crate::now();
         let result = match verb {
-            "create" => parse_json(body).and_then(|obj| {
+            "create" => parse_json(body).and_then(|mut obj| {
+                // Status is the controllers' to write through /status; a
+                // create sets none, as on the real server.
+                if self.rt.status
+                    && let Some(m) = obj.as_object_mut()
+                {
+                    m.remove("status");
+                }
                 self.shared
                     .store()
-                    .create(&self.rt, self.ns(), obj, &self.manager, &now)
+                    .create(&self.rt, self.ns(), obj, self.by(&now))
             }),
             "update" => parse_json(body).and_then(|obj| {
                 self.shared.store().update(
@@ -338,8 +352,7 @@ impl Ctx {
                     self.name(),
                     obj,
                     self.scope,
-                    &self.manager,
-                    &now,
+                    self.by(&now),
                 )
             }),
             _ => match self.patch_body(content_type, body) {
@@ -349,8 +362,7 @@ impl Ctx {
                     self.name(),
                     p,
                     self.scope,
-                    &self.manager,
-                    &now,
+                    self.by(&now),
                 ),
                 Err((code, reason, msg)) => return failure(code, reason, msg),
             },
@@ -395,105 +407,6 @@ impl Ctx {
                 ),
             )),
         }
-    }
-
-    fn watch(self) -> hyper::Response<Body> {
-        let (labels, fields) = match self.selectors() {
-            Ok(s) => s,
-            Err((code, reason, msg)) => return failure(code, reason, msg),
-        };
-        let from = self
-            .query
-            .get("resourceVersion")
-            .cloned()
-            .unwrap_or_default();
-        let bookmarks = self
-            .query
-            .get("allowWatchBookmarks")
-            .is_some_and(|b| b == "true");
-        let timeout = self
-            .query
-            .get("timeoutSeconds")
-            .and_then(|t| t.parse::<u64>().ok())
-            .map_or(Duration::from_secs(1800), Duration::from_secs);
-        let (tx, rx) = mpsc::channel::<Bytes>(256);
-        let started = self.shared.store().watch(&self.rt, &from);
-        let mut ended = self.shared.ended();
-        let ns = self.route.namespace.clone();
-        let rt = self.rt.clone();
-        tokio::spawn(async move {
-            let line = |v: Value| Bytes::from(format!("{v}\n"));
-            let (backlog, mut live) = match started {
-                Ok(s) => s,
-                Err(e) => {
-                    // As the real server: 200, one ERROR event, end.
-                    let (code, reason) = match e {
-                        StoreError::Gone { .. } => (410, "Expired"),
-                        _ => (400, "BadRequest"),
-                    };
-                    let obj = status_object(code, reason, e.to_string(), Vec::new());
-                    let _ = tx.send(line(json!({"type": "ERROR", "object": obj}))).await;
-                    return;
-                }
-            };
-            let wanted = |c: &Change| {
-                c.key.group == rt.group
-                    && c.key.version == rt.version
-                    && c.key.plural == rt.plural
-                    && ns.as_deref().is_none_or(|n| c.key.namespace == n)
-                    && labels.matches(&c.obj)
-                    && fields.matches(&c.obj)
-            };
-            let event = |c: &Change| -> Option<Value> {
-                if c.kind == ChangeType::Bookmark {
-                    return bookmarks.then(|| {
-                        json!({"type": "BOOKMARK", "object": {
-                            "apiVersion": rt.api_version(), "kind": rt.kind,
-                            "metadata": {"resourceVersion": c.rv.to_string()}}})
-                    });
-                }
-                wanted(c).then(|| json!({"type": c.kind.wire(), "object": c.obj}))
-            };
-            for c in &backlog {
-                if let Some(e) = event(c)
-                    && tx.send(line(e)).await.is_err()
-                {
-                    return;
-                }
-            }
-            let deadline = tokio::time::sleep(timeout);
-            tokio::pin!(deadline);
-            loop {
-                tokio::select! {
-                    r = live.recv() => match r {
-                        Ok(c) => {
-                            if let Some(e) = event(&c)
-                                && tx.send(line(e)).await.is_err()
-                            {
-                                return;
-                            }
-                        }
-                        // A lagging watcher is cut off; it resumes from
-                        // its last version, which history still holds.
-                        Err(RecvError::Lagged(_) | RecvError::Closed) => return,
-                    },
-                    _ = ended.changed() => return,
-                    _ = &mut deadline => return,
-                    _ = tx.closed() => return,
-                }
-            }
-        });
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv()
-                .await
-                .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
-        });
-        let mut r = hyper::Response::new(BodyExt::boxed(StreamBody::new(stream)));
-        r.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        r
     }
 }
 

@@ -13,11 +13,14 @@
 //! ```
 
 pub mod apply;
+pub mod dir;
 mod http;
 pub mod log;
+mod object;
 pub mod registry;
 pub mod select;
 pub mod store;
+mod stream;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -195,6 +198,10 @@ impl FakeApiServer {
         let ns = (rt.namespaced).then_some(ns.as_str());
         let name = s("/metadata/name");
         let now = now();
+        let by = store::By {
+            manager: TEST_MANAGER,
+            now: &now,
+        };
         let mut store = self.shared.store();
         if store.get(&Key::new(&rt, ns, &name)).is_some() {
             let mut obj = obj;
@@ -204,9 +211,9 @@ impl FakeApiServer {
             let everything = Scope::Main {
                 status_subresource: false,
             };
-            store.update(&rt, ns, &name, obj, everything, TEST_MANAGER, &now)
+            store.update(&rt, ns, &name, obj, everything, by)
         } else {
-            store.create(&rt, ns, obj, TEST_MANAGER, &now)
+            store.create(&rt, ns, obj, by)
         }
     }
 

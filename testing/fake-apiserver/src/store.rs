@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use crate::object::{check_identity, confine, spec_part, str_at};
 use tokio::sync::broadcast;
 
 use crate::apply::{self, Conflict, Op, Scope};
@@ -80,6 +82,10 @@ pub struct Change {
     pub key: Key,
     /// The object after the change (before it, for a delete).
     pub obj: Value,
+    /// For a modification, the object before it: a watch with a selector
+    /// turns an object entering or leaving the selection into ADDED or
+    /// DELETED, as the real server does.
+    pub old: Option<Value>,
 }
 
 /// A store operation that failed, as the API server would refuse it.
@@ -133,6 +139,16 @@ pub enum PatchBody {
     Merge(Value),
     /// RFC 6902 JSON patch.
     Json(json_patch::Patch),
+}
+
+/// Who makes a write and when: the field manager and the request time
+/// (RFC 3339).
+#[derive(Debug, Clone, Copy)]
+pub struct By<'a> {
+    /// The field manager.
+    pub manager: &'a str,
+    /// The request time.
+    pub now: &'a str,
 }
 
 /// All objects and their history.
@@ -197,7 +213,8 @@ impl Store {
         (items, self.rv)
     }
 
-    fn what(rt: &ResourceType, name: &str) -> String {
+    /// How error messages name an object (`resourceslices.resource.k8s.io "x"`).
+    pub fn what(rt: &ResourceType, name: &str) -> String {
         if rt.group.is_empty() {
             format!("{} {name:?}", rt.plural)
         } else {
@@ -211,8 +228,7 @@ impl Store {
         rt: &ResourceType,
         ns: Option<&str>,
         mut obj: Value,
-        manager: &str,
-        now: &str,
+        by: By<'_>,
     ) -> Result<Value, StoreError> {
         check_identity(rt, ns, None, &mut obj)?;
         let mut name = str_at(&obj, "/metadata/name");
@@ -230,17 +246,12 @@ impl Store {
         if self.objects.contains_key(&key) {
             return Err(StoreError::AlreadyExists(Self::what(rt, &name)));
         }
-        apply::record_update(
-            None,
-            &mut obj,
-            op(&rt.api_version(), manager, now, main(rt)),
-        );
-        Ok(self.commit(rt, key, None, obj, now))
+        apply::record_update(None, &mut obj, op(&rt.api_version(), by, main(rt)));
+        Ok(self.commit(rt, key, None, obj, by.now))
     }
 
     /// Replaces an object (PUT) in `scope`; a set resourceVersion must be
     /// the current one.
-    #[allow(clippy::too_many_arguments)]
     pub fn update(
         &mut self,
         rt: &ResourceType,
@@ -248,8 +259,7 @@ impl Store {
         name: &str,
         mut obj: Value,
         scope: Scope,
-        manager: &str,
-        now: &str,
+        by: By<'_>,
     ) -> Result<Value, StoreError> {
         check_identity(rt, ns, Some(name), &mut obj)?;
         let key = Key::new(rt, ns, name);
@@ -263,16 +273,11 @@ impl Store {
             return Err(StoreError::Stale(Self::what(rt, name)));
         }
         let mut new = confine(&old, &obj, scope);
-        apply::record_update(
-            Some(&old),
-            &mut new,
-            op(&rt.api_version(), manager, now, scope),
-        );
-        Ok(self.commit(rt, key, Some(old), new, now))
+        apply::record_update(Some(&old), &mut new, op(&rt.api_version(), by, scope));
+        Ok(self.commit(rt, key, Some(old), new, by.now))
     }
 
     /// Patches an object (PATCH) in `scope`; apply creates a missing one.
-    #[allow(clippy::too_many_arguments)]
     pub fn patch(
         &mut self,
         rt: &ResourceType,
@@ -280,8 +285,7 @@ impl Store {
         name: &str,
         body: PatchBody,
         scope: Scope,
-        manager: &str,
-        now: &str,
+        by: By<'_>,
     ) -> Result<Value, StoreError> {
         let key = Key::new(rt, ns, name);
         let old = self.objects.get(&key).cloned();
@@ -299,51 +303,25 @@ impl Store {
                 {
                     return Err(StoreError::Stale(what()));
                 }
-                apply::apply(
-                    old.as_ref(),
-                    &obj,
-                    op(&rt.api_version(), manager, now, scope),
-                    force,
-                )
-                .map_err(StoreError::ApplyConflict)?
+                apply::apply(old.as_ref(), &obj, op(&rt.api_version(), by, scope), force)
+                    .map_err(StoreError::ApplyConflict)?
             }
-            PatchBody::Merge(p) => {
+            PatchBody::Merge(_) | PatchBody::Json(_) => {
                 let o = old.as_ref().ok_or_else(|| StoreError::NotFound(what()))?;
                 let mut patched = o.clone();
-                json_patch::merge(&mut patched, &p);
-                self.patched(rt, ns, name, o, patched, scope, manager, now)?
-            }
-            PatchBody::Json(p) => {
-                let o = old.as_ref().ok_or_else(|| StoreError::NotFound(what()))?;
-                let mut patched = o.clone();
-                json_patch::patch(&mut patched, &p)
-                    .map_err(|e| StoreError::Invalid(format!("json patch: {e}")))?;
-                self.patched(rt, ns, name, o, patched, scope, manager, now)?
+                match body {
+                    PatchBody::Merge(p) => json_patch::merge(&mut patched, &p),
+                    PatchBody::Json(p) => json_patch::patch(&mut patched, &p)
+                        .map_err(|e| StoreError::Invalid(format!("json patch: {e}")))?,
+                    PatchBody::Apply { .. } => {}
+                }
+                check_identity(rt, ns, Some(name), &mut patched)?;
+                let mut new = confine(o, &patched, scope);
+                apply::record_update(Some(o), &mut new, op(&rt.api_version(), by, scope));
+                new
             }
         };
-        Ok(self.commit(rt, key, old, new, now))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn patched(
-        &self,
-        rt: &ResourceType,
-        ns: Option<&str>,
-        name: &str,
-        old: &Value,
-        mut patched: Value,
-        scope: Scope,
-        manager: &str,
-        now: &str,
-    ) -> Result<Value, StoreError> {
-        check_identity(rt, ns, Some(name), &mut patched)?;
-        let mut new = confine(old, &patched, scope);
-        apply::record_update(
-            Some(old),
-            &mut new,
-            op(&rt.api_version(), manager, now, scope),
-        );
-        Ok(new)
+        Ok(self.commit(rt, key, old, new, by.now))
     }
 
     /// Deletes an object; returns it as it was.
@@ -361,7 +339,7 @@ impl Store {
         self.rv += 1;
         let mut obj = obj;
         obj["metadata"]["resourceVersion"] = Value::String(self.rv.to_string());
-        self.record(ChangeType::Deleted, key, obj.clone());
+        self.record(ChangeType::Deleted, key, obj.clone(), None);
         Ok(obj)
     }
 
@@ -408,16 +386,17 @@ impl Store {
             ChangeType::Added
         };
         self.objects.insert(key.clone(), new.clone());
-        self.record(kind, key, new.clone());
+        self.record(kind, key, new.clone(), old);
         new
     }
 
-    fn record(&mut self, kind: ChangeType, key: Key, obj: Value) {
+    fn record(&mut self, kind: ChangeType, key: Key, obj: Value, old: Option<Value>) {
         let change = Arc::new(Change {
             rv: self.rv,
             kind,
             key,
             obj,
+            old,
         });
         self.history.push(change.clone());
         // Nobody watching is not an error.
@@ -438,6 +417,7 @@ impl Store {
             kind: ChangeType::Bookmark,
             key: Key::new(&ResourceType::new("", "", "", "", false, false), None, ""),
             obj: Value::Null,
+            old: None,
         }));
     }
 
@@ -456,6 +436,7 @@ impl Store {
                         kind: ChangeType::Added,
                         key: k.clone(),
                         obj: v.clone(),
+                        old: None,
                     })
                 })
                 .collect();
@@ -486,127 +467,11 @@ fn main(rt: &ResourceType) -> Scope {
     }
 }
 
-fn op<'a>(api_version: &'a str, manager: &'a str, now: &'a str, scope: Scope) -> Op<'a> {
+fn op<'a>(api_version: &'a str, by: By<'a>, scope: Scope) -> Op<'a> {
     Op {
-        manager,
+        manager: by.manager,
         scope,
         api_version,
-        now,
+        now: by.now,
     }
-}
-
-fn str_at(v: &Value, ptr: &str) -> String {
-    v.pointer(ptr)
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string()
-}
-
-/// The part of an object whose change bumps `metadata.generation`.
-fn spec_part(v: &Value, rt: &ResourceType) -> Value {
-    let mut m = v.as_object().cloned().unwrap_or_default();
-    m.remove("metadata");
-    if rt.status {
-        m.remove("status");
-    }
-    Value::Object(m)
-}
-
-/// `new` limited to what a request in `scope` may change: status from
-/// `old` on the main path when status is a subresource; everything but
-/// status from `old` on `/status`.
-fn confine(old: &Value, new: &Value, scope: Scope) -> Value {
-    match scope {
-        Scope::Main {
-            status_subresource: false,
-        } => new.clone(),
-        Scope::Main { .. } => {
-            let mut out = new.clone();
-            match old.get("status") {
-                Some(s) => out["status"] = s.clone(),
-                None => {
-                    if let Some(m) = out.as_object_mut() {
-                        m.remove("status");
-                    }
-                }
-            }
-            out
-        }
-        Scope::Status => {
-            let mut out = old.clone();
-            match new.get("status") {
-                Some(s) => out["status"] = s.clone(),
-                None => {
-                    if let Some(m) = out.as_object_mut() {
-                        m.remove("status");
-                    }
-                }
-            }
-            out
-        }
-    }
-}
-
-/// Fills a missing apiVersion and kind and refuses a body that names
-/// another type, namespace or name than the path.
-fn check_identity(
-    rt: &ResourceType,
-    ns: Option<&str>,
-    name: Option<&str>,
-    obj: &mut Value,
-) -> Result<(), StoreError> {
-    let Some(m) = obj.as_object_mut() else {
-        return Err(StoreError::Invalid("the body is not a JSON object".into()));
-    };
-    let want_av = rt.api_version();
-    for (field, want) in [("apiVersion", want_av.as_str()), ("kind", rt.kind.as_str())] {
-        match m.get(field).and_then(Value::as_str) {
-            None => {
-                m.insert(field.into(), Value::String(want.into()));
-            }
-            Some(got) if got != want => {
-                return Err(StoreError::Invalid(format!(
-                    "{field} {got:?} in the body does not match the path's {want:?}"
-                )));
-            }
-            Some(_) => {}
-        }
-    }
-    let meta = m
-        .entry("metadata")
-        .or_insert_with(|| Value::Object(Map::new()));
-    let Some(meta) = meta.as_object_mut() else {
-        return Err(StoreError::Invalid("metadata is not an object".into()));
-    };
-    if let Some(want) = name {
-        match meta.get("name").and_then(Value::as_str) {
-            None => {
-                meta.insert("name".into(), Value::String(want.into()));
-            }
-            Some(got) if got != want => {
-                return Err(StoreError::Invalid(format!(
-                    "metadata.name {got:?} in the body does not match the path's {want:?}"
-                )));
-            }
-            Some(_) => {}
-        }
-    }
-    match (ns, meta.get("namespace").and_then(Value::as_str)) {
-        (Some(want), None) => {
-            meta.insert("namespace".into(), Value::String(want.into()));
-        }
-        (Some(want), Some(got)) if got != want => {
-            return Err(StoreError::Invalid(format!(
-                "metadata.namespace {got:?} in the body does not match the path's {want:?}"
-            )));
-        }
-        (None, Some(got)) if !got.is_empty() => {
-            return Err(StoreError::Invalid(format!(
-                "metadata.namespace {got:?} set on a cluster-scoped {}",
-                rt.kind
-            )));
-        }
-        _ => {}
-    }
-    Ok(())
 }

@@ -225,6 +225,29 @@ async fn server_side_apply_tracks_owners_conflicts_and_force() {
 }
 
 #[tokio::test]
+async fn create_drops_status_and_strategic_merge_is_refused_as_unsupported() {
+    let server = FakeApiServer::start().await.unwrap();
+    let nodes: Api<Node> = Api::all(client(&server));
+    let mut n = Node::default();
+    n.metadata.name = Some("n1".into());
+    n.status = Some(NodeStatus {
+        phase: Some("Running".into()),
+        ..Default::default()
+    });
+    let made = nodes.create(&PostParams::default(), &n).await.unwrap();
+    assert_eq!(made.status, None);
+    let e = nodes
+        .patch(
+            "n1",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"metadata": {"labels": {"a": "b"}}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(e), (415, "UnsupportedMediaType".to_string()));
+}
+
+#[tokio::test]
 async fn status_subresource_changes_only_status() {
     let server = FakeApiServer::start().await.unwrap();
     server
@@ -248,6 +271,18 @@ async fn status_subresource_changes_only_status() {
         .unwrap();
     assert_eq!(n.status.unwrap().phase.as_deref(), Some("Running"));
     assert_eq!(n.metadata.labels.unwrap()["a"], "c");
+
+    // The status subresource cannot be deleted or created.
+    for method in ["DELETE", "POST"] {
+        let req = http::Request::builder()
+            .method(method)
+            .uri("/api/v1/nodes/n1/status")
+            .body(Vec::new())
+            .unwrap();
+        let e = client(&server).request_text(req).await.unwrap_err();
+        assert_eq!(api_code(e).0, 404, "{method}");
+    }
+    assert!(nodes.get_opt("n1").await.unwrap().is_some());
 }
 
 #[tokio::test]
@@ -354,6 +389,31 @@ async fn watches_send_bookmarks_and_honour_selectors() {
         .unwrap();
     assert!(matches!(ev, WatchEvent::Added(c) if c.metadata.name.as_deref() == Some("picked")));
 
+    // Leaving the selection is a DELETED, entering it an ADDED.
+    let mut c = api.get("picked").await.unwrap();
+    c.metadata.labels = Some(BTreeMap::from([("pick".into(), "no".into())]));
+    let c = api
+        .replace("picked", &PostParams::default(), &c)
+        .await
+        .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(matches!(ev, WatchEvent::Deleted(c) if c.metadata.name.as_deref() == Some("picked")));
+    let mut c = c;
+    c.metadata.labels = Some(BTreeMap::from([("pick".into(), "yes".into())]));
+    api.replace("picked", &PostParams::default(), &c)
+        .await
+        .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(matches!(ev, WatchEvent::Added(c) if c.metadata.name.as_deref() == Some("picked")));
+
     server.bookmark();
     let ev = tokio::time::timeout(Duration::from_secs(5), stream.next())
         .await
@@ -427,4 +487,111 @@ async fn unregistered_resources_are_404_like_absent_crds() {
         404
     );
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn streaming_list_watcher_gets_initial_events_then_changes() {
+    let server = FakeApiServer::start().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client(&server), "ns");
+    api.create(&PostParams::default(), &cm("one", &[]))
+        .await
+        .unwrap();
+    let cfg = watcher::Config::default().streaming_lists().timeout(30);
+    let mut events = watcher(api.clone(), cfg).boxed();
+    let mut next = async || tokio::time::timeout(Duration::from_secs(10), events.try_next()).await;
+    assert!(matches!(
+        next().await.unwrap().unwrap(),
+        Some(watcher::Event::Init)
+    ));
+    assert!(
+        matches!(next().await.unwrap().unwrap(), Some(watcher::Event::InitApply(c)) if c.metadata.name.as_deref() == Some("one"))
+    );
+    assert!(matches!(
+        next().await.unwrap().unwrap(),
+        Some(watcher::Event::InitDone)
+    ));
+    api.create(&PostParams::default(), &cm("two", &[]))
+        .await
+        .unwrap();
+    assert!(
+        matches!(next().await.unwrap().unwrap(), Some(watcher::Event::Apply(c)) if c.metadata.name.as_deref() == Some("two"))
+    );
+    assert_eq!(server.count("list", "configmaps"), 0);
+}
+
+#[tokio::test]
+async fn the_event_recorder_creates_then_patches_a_series() {
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let server = FakeApiServer::start().await.unwrap();
+    let reporter = Reporter {
+        controller: "fastpath".into(),
+        instance: Some("node-a".into()),
+    };
+    let recorder = Recorder::new(client(&server), reporter);
+    let node = ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Node".into()),
+        name: Some("node-a".into()),
+        ..Default::default()
+    };
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "PolicyApplied".into(),
+        note: Some("4 VFs on ens1f0".into()),
+        action: "Provision".into(),
+        secondary: None,
+    };
+    recorder.publish(&ev, &node).await.unwrap();
+    recorder.publish(&ev, &node).await.unwrap();
+    let stored = server.list("events.k8s.io/v1", "Event");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["reason"], "PolicyApplied");
+    assert_eq!(stored[0]["series"]["count"], 2);
+    assert_eq!(
+        (
+            server.count("create", "events"),
+            server.count("patch", "events")
+        ),
+        (1, 1)
+    );
+}
+
+#[tokio::test]
+async fn status_apply_on_a_custom_resource_leaves_spec_and_generation() {
+    let server = FakeApiServer::start().await.unwrap();
+    let gvk = GroupVersionKind::gvk("sriovnetwork.openshift.io", "v1", "SriovNetworkNodeState");
+    let ar = ApiResource::from_gvk_with_plural(&gvk, "sriovnetworknodestates");
+    server
+        .seed(json!({"apiVersion": "sriovnetwork.openshift.io/v1", "kind": "SriovNetworkNodeState",
+            "metadata": {"name": "node-a", "namespace": "sriov"}, "spec": {"interfaces": [{"name": "ens1f0", "numVfs": 4}]}}))
+        .unwrap();
+    let api: Api<DynamicObject> = Api::namespaced_with(client(&server), "sriov", &ar);
+    let status = json!({"apiVersion": "sriovnetwork.openshift.io/v1", "kind": "SriovNetworkNodeState",
+        "metadata": {"name": "node-a"}, "status": {"syncStatus": "Succeeded", "spec": "ignored"}, "spec": {"interfaces": []}});
+    let got = api
+        .patch_status(
+            "node-a",
+            &PatchParams::apply("fastpath"),
+            &Patch::Apply(&status),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.data["status"]["syncStatus"], "Succeeded");
+    assert_eq!(got.data["spec"]["interfaces"][0]["numVfs"], 4);
+    assert_eq!(got.metadata.generation, Some(1));
+    let owners = got.metadata.managed_fields.unwrap();
+    let mine = owners
+        .iter()
+        .find(|m| m.manager.as_deref() == Some("fastpath"))
+        .unwrap();
+    assert_eq!(mine.subresource.as_deref(), Some("status"));
+    // Applying to the main resource cannot set status.
+    let main = json!({"apiVersion": "sriovnetwork.openshift.io/v1", "kind": "SriovNetworkNodeState",
+        "metadata": {"name": "node-a"}, "status": {"syncStatus": "Failed"}});
+    let got = api
+        .patch("node-a", &PatchParams::apply("other"), &Patch::Apply(&main))
+        .await
+        .unwrap();
+    assert_eq!(got.data["status"]["syncStatus"], "Succeeded");
 }
