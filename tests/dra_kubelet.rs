@@ -318,3 +318,23 @@ async fn a_vf_given_to_a_new_claim_leaves_the_old_claims_record_only_once_it_is_
     assert_eq!(un.claims["new"].error, "");
     assert_eq!(host_link(&vf0).unwrap().mtu, mtu);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vf_a_cni_call_is_working_on_is_not_prepared_until_it_is_done() {
+    let rig = Rig::new("drl", 1, &[]).await;
+    rig.claim("u1", &[("net", 0)], json!({"mtu": 9000}));
+    let mut kubelet = rig.kubelet("v1").await;
+    let lock =
+        fastpath::cni::lock::lock_vf(rig.host.state.path(), rig.pci(0).parse().unwrap()).unwrap();
+    let r = kubelet.prepare(&ids(&[id("u1")])).await.unwrap();
+    let e = &r.claims["u1"].error;
+    assert!(e.contains("a CNI call holds the VF's lock"), "{e}");
+    assert!(!rig.record("u1").exists());
+    assert_ne!(host_link(&rig.host.vfs[0].ifname).unwrap().mtu, 9000);
+    drop(lock);
+    let r = kubelet.prepare(&ids(&[id("u1")])).await.unwrap();
+    assert_eq!(r.claims["u1"].error, "");
+    assert_eq!(host_link(&rig.host.vfs[0].ifname).unwrap().mtu, 9000);
+    let un = kubelet.unprepare(&ids(&[id("u1")])).await.unwrap();
+    assert_eq!(un.claims["u1"].error, "");
+}

@@ -15,6 +15,7 @@ use super::prepare::{self, DevicePlan, Observed, PlanError};
 use super::record::{self, ClaimRecord, DeviceRecord, Phase, RecordError};
 use crate::agent::allocate::AllocateOptions;
 use crate::agent::files;
+use crate::cni::lock::{VfLock, try_lock_vf};
 use crate::cni::records::Durability;
 use crate::netlink::Netlink;
 use crate::netlink::vf::{Pf, restore_settings};
@@ -124,6 +125,7 @@ pub fn prepare(
         restore_or_keep(ctx, &r)?;
     }
     let plans = prepare::plan(alloc, &ctx.node, dra)?;
+    let _locks = lock_all(ctx, plans.iter().map(|p| p.dev().view.pci))?;
     let mut nl = Nl::default();
     let mut devices = Vec::with_capacity(plans.len());
     for p in &plans {
@@ -177,8 +179,31 @@ pub fn unprepare(ctx: &DraContext, uid: &str) -> Result<(), PrepareError> {
     }
 }
 
+/// Takes the CNI's per-VF lock of every VF, without waiting: a CNI call
+/// working on one of them makes this claim fail for kubelet to retry,
+/// rather than two processes changing one VF at once.
+fn lock_all(
+    ctx: &DraContext,
+    pcis: impl Iterator<Item = crate::pci::PciAddress>,
+) -> Result<Vec<VfLock>, PrepareError> {
+    let mut locks = Vec::new();
+    for pci in pcis {
+        let busy = |reason: String| PrepareError::Observe {
+            pci: pci.to_string(),
+            reason,
+        };
+        match try_lock_vf(&ctx.state_dir, pci) {
+            Ok(Some(l)) => locks.push(l),
+            Ok(None) => return Err(busy("a CNI call holds the VF's lock; retry".into())),
+            Err(e) => return Err(busy(format!("taking the VF's lock: {e}"))),
+        }
+    }
+    Ok(locks)
+}
+
 /// Restores a record and removes it; a partial failure keeps it.
 pub fn restore_or_keep(ctx: &DraContext, r: &ClaimRecord) -> Result<(), PrepareError> {
+    let _locks = lock_all(ctx, r.devices.iter().map(|d| d.pci))?;
     let errors = restore(ctx, r, &mut Nl::default());
     if !errors.is_empty() {
         return Err(PrepareError::Restore {
