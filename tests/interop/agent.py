@@ -63,10 +63,11 @@ class Tree:
 
 class Agent:
     """`fastpath agent` (JSON logs to a file) with every path in its temp dir.
-    `watcher`: plugins_registry exists (plugin-watcher mode); `cdi`: --cdi.
+    `watcher`: plugins_registry exists (plugin-watcher mode); `cdi`: --cdi;
+    `dra`: (driver, node name, API server URL) runs the DRA plugin.
     Not started, it is a node's directories alone (the CNI scenarios)."""
 
-    def __init__(self, binary, repo, config, watcher=False, cdi=False):
+    def __init__(self, binary, repo, config, watcher=False, cdi=False, dra=None):
         self.binary = binary
         self.dir = tempfile.mkdtemp(prefix="fastpath-interop-")
         # Unix socket paths are limited to 107 bytes: keep them short.
@@ -88,6 +89,8 @@ class Agent:
         self.cdi_dir = os.path.join(self.dir, "cdi")
         self.state = os.path.join(self.dir, "state")
         self.cdi = cdi
+        self.plugins = os.path.join(self.dir, "plugins")
+        self.dra = dra
         self.log_path = os.path.join(self.dir, "agent.log")
         self.process = None
 
@@ -116,6 +119,14 @@ class Agent:
         ]
         if self.cdi:
             args.append("--cdi")
+        if self.dra:
+            driver, node, api_server = self.dra
+            args += [
+                f"--dra-driver={driver}",
+                "--node-name", node,
+                "--kubelet-plugins-dir", self.plugins,
+                "--kube-api-server", api_server,
+            ]
         env = dict(os.environ, RUST_LOG="info")
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(args, stderr=log, stdout=log, env=env)

@@ -131,7 +131,10 @@ def discover_plugins(
         path = os.path.join(registry, name)
         with dial(path, authority) as ch:
             stub = reg_grpc.RegistrationStub(ch)
-            info = stub.GetInfo(reg.InfoRequest(), timeout=T)
+            # A socket file appears at bind(), a moment before its owner
+            # listens; kubelet dials it blocking (grpc.WithBlock) and so
+            # waits that moment out: wait_for_ready is grpcio's spelling.
+            info = stub.GetInfo(reg.InfoRequest(), timeout=T, wait_for_ready=True)
             if info.type != kind:
                 continue
             ok = version in info.supported_versions

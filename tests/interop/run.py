@@ -2,11 +2,12 @@
 shipped fastpath binary. Prints PASS or FAIL per scenario; exits 1 when
 any failed.
 
-    run.py --bin target/<host>/release/fastpath --repo . [--only NAME ...]
+    run.py --bin target/<host>/release/fastpath --repo . \
+        [--apiserver target/debug/fake-apiserver] [--only NAME ...]
 
 The generated stubs must be importable (hack/interop sets PYTHONPATH).
-A scenario is a function of the context; adding a kubelet face (the DRA
-service) is a module of scenarios and its entries in SCENARIOS.
+A scenario is a function of the context; a kubelet face is a module of
+scenarios (dra.py: the DRA service) and its entries in SCENARIOS.
 """
 
 import argparse
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 import authority
 import device_plugin
+import dra
 import pod_resources
 
 SCENARIOS = [
@@ -28,6 +30,8 @@ SCENARIOS = [
     ("podresources-list-fallback", pod_resources.ownership_list_fallback),
     ("authority-grpcio-default", authority.grpcio_default),
     ("authority-socket-path", authority.socket_path),
+    ("dra-v1", dra.v1),
+    ("dra-v1beta1", dra.v1beta1),
 ]
 
 
@@ -35,12 +39,14 @@ SCENARIOS = [
 class Context:
     binary: str
     repo: str
+    apiserver: str | None
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bin", required=True, help="the fastpath binary under test")
     ap.add_argument("--repo", required=True, help="the repository (examples/sysfs)")
+    ap.add_argument("--apiserver", help="the fake-apiserver binary (the DRA scenarios)")
     ap.add_argument("--only", nargs="*", help="run only these scenarios")
     args = ap.parse_args()
     names = [n for n, _ in SCENARIOS]
@@ -50,7 +56,8 @@ def main():
     binary = os.path.abspath(args.bin)
     if not os.access(binary, os.X_OK):
         ap.error(f"{binary} is not an executable file")
-    ctx = Context(binary=binary, repo=os.path.abspath(args.repo))
+    apiserver = args.apiserver and os.path.abspath(args.apiserver)
+    ctx = Context(binary=binary, repo=os.path.abspath(args.repo), apiserver=apiserver)
     failed = []
     for name, scenario in SCENARIOS:
         if args.only and name not in args.only:
