@@ -8,8 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use crate::{DiscoveredPlugin, DraClient, register_plugin};
 use serde_json::{Value, json};
+
+use crate::{DiscoveredPlugin, DraClient, register_plugin};
 
 /// What the DRA part of the command line asks.
 pub struct DraArgs<'a> {
@@ -41,7 +42,11 @@ fn claim_id(s: &str) -> anyhow::Result<(String, String, String)> {
 /// The plugin watcher's view: every socket in the registry, GetInfo, until
 /// one names `driver` (sockets that do not answer, e.g. left by a killed
 /// agent, are skipped, as kubelet skips them).
-async fn find(registry: &Path, driver: &str, timeout: Duration) -> anyhow::Result<DiscoveredPlugin> {
+async fn find(
+    registry: &Path,
+    driver: &str,
+    timeout: Duration,
+) -> anyhow::Result<DiscoveredPlugin> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let mut socks: Vec<_> = std::fs::read_dir(registry)
@@ -59,7 +64,10 @@ async fn find(registry: &Path, driver: &str, timeout: Duration) -> anyhow::Resul
             }
         }
         if tokio::time::Instant::now() >= deadline {
-            bail!("no DRA driver {driver} registered in {}", registry.display());
+            bail!(
+                "no DRA driver {driver} registered in {}",
+                registry.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -73,8 +81,16 @@ fn borrowed(v: &[(String, String, String)]) -> Vec<(&str, &str, &str)> {
 
 /// Registration, then the prepares, then the unprepares.
 pub async fn run(a: DraArgs<'_>) -> anyhow::Result<Value> {
-    let prepare = a.prepare.iter().map(|s| claim_id(s)).collect::<anyhow::Result<Vec<_>>>()?;
-    let unprepare = a.unprepare.iter().map(|s| claim_id(s)).collect::<anyhow::Result<Vec<_>>>()?;
+    let prepare = a
+        .prepare
+        .iter()
+        .map(|s| claim_id(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let unprepare = a
+        .unprepare
+        .iter()
+        .map(|s| claim_id(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let plugin = find(a.registry, a.driver, a.timeout).await?;
     let mut c = DraClient::connect(Path::new(&plugin.info.endpoint), a.version).await?;
     let mut out = json!({
