@@ -7,9 +7,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::{DiscoveredPlugin, DraClient, register_plugin};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
+
+use crate::{DiscoveredPlugin, DraClient, register_plugin};
 
 /// What the DRA part of the command line asks.
 pub struct DraArgs<'a> {

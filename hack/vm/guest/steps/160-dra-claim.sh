@@ -219,8 +219,11 @@ jq --arg d "$vf0" '. + {deviceID: $d, pciBusID: $d}' /fastpath-vm/files/nad-net.
     fail "jq: injecting deviceID"
 run ip netns add "$ns"
 cni_ok ADD "$STATE/nad-dra.json" "$cid" "/run/netns/$ns" net1 pod-dra "$puid"
-assert_eq "ADD result: interface, mac, pciID, ip" "net1 02:fa:57:00:10:01 $vf0 10.56.217.171/24" \
-    "$(jq -r '[.interfaces[0].name, .interfaces[0].mac, .interfaces[0].pciID, .ips[0].address] | map(tostring) | join(" ")' "$STATE/cni.out")"
+# host-local hands out the next free address of the NAD's range.
+add_ip=$(jq -r '.ips[0].address' "$STATE/cni.out")
+assert_match "ADD result: address from the NAD's range" '^10\.56\.217\.1(7[1-9]|8[01])/24$' "$add_ip"
+assert_eq "ADD result: interface, mac, pciID" "net1 02:fa:57:00:10:01 $vf0" \
+    "$(jq -r '[.interfaces[0].name, .interfaces[0].mac, .interfaces[0].pciID] | map(tostring) | join(" ")' "$STATE/cni.out")"
 assert_eq "PCI device behind net1 in $ns" "$vf0" \
     "$(ip netns exec "$ns" /bb/sh -c 'basename $(readlink /sys/class/net/net1/device)')"
 assert_eq "PF2 vf 0 with the NAD's settings" "02:fa:57:00:10:01 100 0 false true" "$(pf_vf_view "$pf2_if" 0)"
@@ -228,7 +231,7 @@ cni_ok DEL "$STATE/nad-dra.json" "$cid" "/run/netns/$ns" net1 pod-dra "$puid"
 run ip netns del "$ns"
 assert_eq "VF0 host name after DEL" "$vf0_if" "$(vf_netdev "$vf0")"
 assert_eq "PF2 vf 0 after DEL: as the claim prepared it" "$prepared_view" "$(pf_vf_view "$pf2_if" 0)"
-say "CNI ADD put $vf0 in $ns as net1 (10.56.217.171/24, vlan 100); DEL gave it back as the claim had it ($prepared_view)"
+say "CNI ADD put $vf0 in $ns as net1 ($add_ip, vlan 100); DEL gave it back as the claim had it ($prepared_view)"
 
 explain "The pod is gone: kubelet unprepares both claims."
 dra "$STATE/dra-unprepare.json" --dra-unprepare "default/vm-net/$uid_net" --dra-unprepare "default/vm-dpdk/$uid_dpdk"
