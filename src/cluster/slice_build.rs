@@ -136,6 +136,15 @@ pub fn node_owner(node: &str, uid: &str) -> OwnerReference {
     }
 }
 
+/// The names of the slices [`build`] makes for `devices`, without building
+/// them: a publish with nothing to write needs only these.
+pub fn slice_names(devices: &NodeDevices) -> BTreeSet<String> {
+    let count = devices.devices.len().div_ceil(MAX_DEVICES_PER_SLICE).max(1);
+    (0..count)
+        .map(|i| slice_name(&devices.node, &devices.driver, i))
+        .collect()
+}
+
 /// Every slice of `devices` at pool `generation`: at most
 /// [`MAX_DEVICES_PER_SLICE`] devices each, in the given order. No devices
 /// is one empty slice, so the pool still says it has nothing.
@@ -331,6 +340,11 @@ mod tests {
             (300, vec![128, 128, 44]),
         ] {
             let slices = build(&devices(n), 4, &owner);
+            let built: BTreeSet<String> = slices
+                .iter()
+                .filter_map(|s| s.metadata.name.clone())
+                .collect();
+            assert_eq!(slice_names(&devices(n)), built, "{n}");
             let sizes: Vec<usize> = slices
                 .iter()
                 .map(|s| s.spec.devices.as_ref().unwrap().len())

@@ -12,7 +12,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 
 use super::describe;
 pub use super::slice_build::{DevicesError, MAX_DEVICES_PER_SLICE, slice_name};
-use super::slice_build::{adopt, build, check, node_owner};
+use super::slice_build::{adopt, build, check, node_owner, slice_names};
 use crate::dra::{DraDevice, NodeDevices};
 
 /// The field manager of every slice write.
@@ -158,10 +158,7 @@ impl SlicePublisher {
         }
         check(devices)?;
         let surplus_only = self.current.as_deref() == Some(&devices.devices[..]);
-        let wanted: BTreeSet<String> = build(devices, self.generation, &self.owner)
-            .iter()
-            .filter_map(|s| s.metadata.name.clone())
-            .collect();
+        let wanted = slice_names(devices);
         if surplus_only && self.names == wanted {
             return Ok(Published {
                 generation: self.generation,
