@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use fake_apiserver::FakeApiServer;
-use fake_kubelet::{FakeKubelet, PluginClient, ids};
+use fake_kubelet::{DeviceWatch, FakeKubelet, PluginClient, ids};
 use fastpath::agent::AgentHandle;
 use fastpath::agent::cluster_policy::ClusterSource;
 use fastpath::agent::node::{self, NodeOptions};
@@ -106,6 +106,20 @@ async fn wait_event(server: &FakeApiServer, kind: &str, name: &str, ty: &str, re
         has_event(server, kind, name, ty, reason).then_some(())
     })
     .await;
+}
+
+/// The next pool kubelet registers, which must be `resource`, and its
+/// ListAndWatch stream.
+async fn next_pool(kubelet: &mut FakeKubelet, resource: &str) -> DeviceWatch {
+    let reg = kubelet
+        .next_registration(T)
+        .await
+        .unwrap_or_else(|| panic!("{resource} registers"));
+    assert_eq!(reg.resource_name, resource);
+    let mut c = PluginClient::connect(&kubelet.endpoint_path(&reg))
+        .await
+        .unwrap();
+    c.list_and_watch().await.unwrap()
 }
 
 struct Agent {
@@ -198,12 +212,7 @@ async fn a_policy_object_drives_vfs_and_pools_live_and_is_reported() {
     let mut a = start_agent(&server, Duration::from_millis(20)).await;
 
     // The policy is applied, then its pool is served with both VFs.
-    let reg = a.kubelet.next_registration(T).await.expect("registers");
-    assert_eq!(reg.resource_name, "openshift.io/igbvf");
-    let mut c = PluginClient::connect(&a.kubelet.endpoint_path(&reg))
-        .await
-        .unwrap();
-    let mut w = c.list_and_watch().await.unwrap();
+    let mut w = next_pool(&mut a.kubelet, "openshift.io/igbvf").await;
     let first = w.until(T, |r| r.devices.len() == 2).await.expect("two VFs");
     assert_eq!(ids(&first), ["0000:05:10.0", "0000:05:10.2"]);
     assert_eq!(numvfs(a.dir.path()), "2\n");
@@ -260,16 +269,7 @@ async fn a_policy_object_drives_vfs_and_pools_live_and_is_reported() {
     server
         .seed(node_obj(json!({"sriov": "yes", "zone": "b"})))
         .unwrap();
-    let reg_b = a
-        .kubelet
-        .next_registration(T)
-        .await
-        .expect("zone-b pool registers");
-    assert_eq!(reg_b.resource_name, "openshift.io/igbvf-b");
-    let mut cb = PluginClient::connect(&a.kubelet.endpoint_path(&reg_b))
-        .await
-        .unwrap();
-    let mut wb = cb.list_and_watch().await.unwrap();
+    let mut wb = next_pool(&mut a.kubelet, "openshift.io/igbvf-b").await;
     wb.until(T, |r| r.devices.len() == 3)
         .await
         .expect("zone-b pool has the 3 VFs");
@@ -334,16 +334,7 @@ async fn a_policy_object_drives_vfs_and_pools_live_and_is_reported() {
     let url = server_url;
     let dir = a.shut_down().await;
     let mut b = launch(dir, None, &url, Duration::from_millis(20)).await;
-    let reg = b
-        .kubelet
-        .next_registration(T)
-        .await
-        .expect("registers again");
-    assert_eq!(reg.resource_name, "openshift.io/igbvf-b");
-    let mut c = PluginClient::connect(&b.kubelet.endpoint_path(&reg))
-        .await
-        .unwrap();
-    let mut w = c.list_and_watch().await.unwrap();
+    let mut w = next_pool(&mut b.kubelet, "openshift.io/igbvf-b").await;
     w.until(T, |r| r.devices.len() == 3)
         .await
         .expect("the kept pool with its 3 VFs");

@@ -12,15 +12,20 @@ const NS: &str = "fastpath";
 const NODE: &str = "node-a";
 const STATE: (&str, &str) = ("sriovnetwork.openshift.io/v1", "SriovNetworkNodeState");
 
-#[tokio::test]
-async fn probe_names_absent_crds_and_missing_rbac() {
-    let server = FakeApiServer::start().await.unwrap();
-    let client = fastpath::cluster::client(&ClusterOptions {
+/// A kube client for the stand-in.
+async fn client_of(server: &FakeApiServer) -> kube::Client {
+    fastpath::cluster::client(&ClusterOptions {
         api_server: Some(server.url()),
         kubeconfig: None,
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn probe_names_absent_crds_and_missing_rbac() {
+    let server = FakeApiServer::start().await.unwrap();
+    let client = client_of(&server).await;
     assert_eq!(probe(&client, NS).await, Probe::Ready);
     server.fail(Fault::new(403, "sriovnetworknodepolicies", 1));
     let p = probe(&client, NS).await;
@@ -41,12 +46,7 @@ async fn node_state_is_created_then_applied_and_a_foreign_owner_is_named() {
     use fastpath::cluster::nodestate::{NodeStateError, NodeStateWriter};
     use fastpath::operator::{Decision, Outcome, node_state_status};
     let server = FakeApiServer::start().await.unwrap();
-    let client = fastpath::cluster::client(&ClusterOptions {
-        api_server: Some(server.url()),
-        kubeconfig: None,
-    })
-    .await
-    .unwrap();
+    let client = client_of(&server).await;
     let inv = fastpath::inventory::Inventory::default();
     let d: Decision =
         fastpath::operator::decide(&[], &Default::default(), &inv, &Default::default()).unwrap();
