@@ -1,5 +1,7 @@
 //! `fastpath pools`: a dry run of the device-plugin config against this
-//! node: which device lands in which pool and why. Starts nothing.
+//! node: which device lands in which pool (device plugin or DRA) and why.
+//! Starts nothing; a device both lists select fails it (exit 1), as it
+//! stops the agent.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -47,12 +49,17 @@ pub fn run(sysfs: &Sysfs, args: &PoolsArgs, out: &mut dyn Write) -> anyhow::Resu
         &inv,
         FactNeeds::of(&cfg),
     );
-    let result = pools::assign(&inv, &cfg, &host);
+    let (modes, overlaps) = pools::modes::assign_both(&inv, &cfg, &host, pools::Reasons::Explain);
+    let result = pools::report::report(modes, &overlaps);
     if args.json {
         serde_json::to_writer_pretty(&mut *out, &result)?;
         writeln!(out)?;
     } else {
         out.write_all(pools::render_table(&result).as_bytes())?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if overlaps.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -6,6 +6,7 @@ pub mod config;
 mod facts;
 pub mod modes;
 mod render;
+pub mod report;
 mod select;
 mod selector;
 
@@ -228,12 +229,20 @@ pub fn assign(inv: &Inventory, cfg: &Config, host: &HostFacts) -> Pools {
 
 /// [`assign`], with reasons or without.
 pub fn assign_with(inv: &Inventory, cfg: &Config, host: &HostFacts, wording: Reasons) -> Pools {
-    assign_entries(inv, &cfg.resource_list, &cfg.notes, host, wording)
+    assign_entries(
+        inv,
+        "resourceList",
+        &cfg.resource_list,
+        &cfg.notes,
+        host,
+        wording,
+    )
 }
 
 /// [`assign_with`] over one list of entries (`resourceList` or `draPools`).
 fn assign_entries(
     inv: &Inventory,
+    list: &str,
     entries: &[ResourceConfig],
     notes: &[String],
     host: &HostFacts,
@@ -294,17 +303,15 @@ fn assign_entries(
                 (Ok(si), None) => {
                     landed = Some((pi, si));
                     reasons.push(format!(
-                        "resourceList[{pi}] ({}) selectors[{si}] match",
+                        "{list}[{pi}] ({}) selectors[{si}] match",
                         rc.full_name()
                     ));
                 }
                 (Ok(_), Some((first, _))) => reasons.push(format!(
-                    "resourceList[{pi}] ({}) also matches; resourceList[{first}] came first",
+                    "{list}[{pi}] ({}) also matches; {list}[{first}] came first",
                     rc.full_name()
                 )),
-                (Err(e), None) => {
-                    reasons.push(format!("resourceList[{pi}] ({}): {e}", rc.full_name()))
-                }
+                (Err(e), None) => reasons.push(format!("{list}[{pi}] ({}): {e}", rc.full_name())),
                 (Err(_), Some(_)) => {}
             }
         }
@@ -328,7 +335,7 @@ fn assign_entries(
             pools[pi].resource()
         });
         if explain && entries.is_empty() {
-            reasons.push("the config has no resourceList entries".into());
+            reasons.push(format!("the config has no {list} entries"));
         }
         assignments.push(Assignment {
             pci: dev.pci,

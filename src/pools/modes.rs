@@ -41,6 +41,22 @@ pub fn assign_modes(
     host: &HostFacts,
     wording: Reasons,
 ) -> Result<ModePools, ModeOverlap> {
+    let (pools, overlaps) = assign_both(inv, cfg, host, wording);
+    match overlaps.into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(pools),
+    }
+}
+
+/// Assigns both lists and lists every device both select (in `draPools`
+/// order, then by address), for a caller that shows them all rather than
+/// stopping at the first: `fastpath pools`.
+pub fn assign_both(
+    inv: &Inventory,
+    cfg: &Config,
+    host: &HostFacts,
+    wording: Reasons,
+) -> (ModePools, Vec<ModeOverlap>) {
     let device_plugin = assign_with(inv, cfg, host, wording);
     if cfg.dra_pools.is_empty() {
         // The common case: no second pass over every device per rescan.
@@ -49,26 +65,27 @@ pub fn assign_modes(
             assignments: Vec::new(),
             notes: cfg.notes.clone(),
         };
-        return Ok(ModePools { device_plugin, dra });
+        return (ModePools { device_plugin, dra }, Vec::new());
     }
-    let dra = assign_entries(inv, &cfg.dra_pools, &cfg.notes, host, wording);
+    let dra = assign_entries(inv, "draPools", &cfg.dra_pools, &cfg.notes, host, wording);
     let served: BTreeMap<PciAddress, String> = device_plugin
         .pools
         .iter()
         .flat_map(|p| p.devices.iter().map(move |d| (d.view.pci, p.resource())))
         .collect();
-    for p in &dra.pools {
-        for d in &p.devices {
-            if let Some(dp) = served.get(&d.view.pci) {
-                return Err(ModeOverlap {
-                    device: d.view.pci,
-                    device_plugin_pool: dp.clone(),
-                    dra_pool: p.config.resource_name.clone(),
-                });
-            }
-        }
-    }
-    Ok(ModePools { device_plugin, dra })
+    let overlaps = dra
+        .pools
+        .iter()
+        .flat_map(|p| p.devices.iter().map(move |d| (p, d)))
+        .filter_map(|(p, d)| {
+            served.get(&d.view.pci).map(|dp| ModeOverlap {
+                device: d.view.pci,
+                device_plugin_pool: dp.clone(),
+                dra_pool: p.config.resource_name.clone(),
+            })
+        })
+        .collect();
+    (ModePools { device_plugin, dra }, overlaps)
 }
 
 #[cfg(test)]
