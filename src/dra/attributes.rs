@@ -16,17 +16,35 @@ pub const PCI_BUS_ID: &str = "resource.kubernetes.io/pciBusID";
 /// The standard attribute naming the device's PCIe root complex
 /// (`resource.kubernetes.io/pcieRoot`, `pci<domain>:<bus>`).
 pub const PCIE_ROOT: &str = "resource.kubernetes.io/pcieRoot";
+/// The attribute Multus passes to the CNI as `deviceID` for a
+/// DRA-allocated device (Multus `pkg/draclient`): the PCI address.
+pub const MULTUS_DEVICE_ID: &str = "k8s.cni.cncf.io/deviceID";
+/// The attribute Multus matches against a NetworkAttachmentDefinition's
+/// `k8s.v1.cni.cncf.io/resourceName` annotation: the `draPools` entry's
+/// `<prefix>/<name>`, which also names the device-info file.
+pub const MULTUS_RESOURCE_NAME: &str = "k8s.cni.cncf.io/resourceName";
+/// The API's longest string attribute value.
+const MAX_STRING_VALUE: usize = 64;
 
-/// The attributes of one DRA device. Unknown facts (no NUMA node, no
-/// IOMMU group, no PF netdev) are left out rather than given a made-up
-/// value, so a CEL selector on them does not match by accident.
-pub fn device(d: &PoolDevice, pcie_root: Option<&str>) -> DraDevice {
+/// The attributes of one DRA device of the pool named `resource`
+/// (`<prefix>/<name>`). Unknown facts (no NUMA node, no IOMMU group, no
+/// PF netdev) are left out rather than given a made-up value, so a CEL
+/// selector on them does not match by accident; so is a resource name
+/// longer than the API's 64-character string value.
+pub fn device(d: &PoolDevice, resource: &str, pcie_root: Option<&str>) -> DraDevice {
     let v = &d.view;
     let s = |x: String| AttrValue::String(x);
     let mut a = BTreeMap::new();
     a.insert("pciAddress".into(), s(v.pci.to_string()));
     a.insert(PCI_BUS_ID.into(), s(v.pci.to_string()));
+    a.insert(MULTUS_DEVICE_ID.into(), s(v.pci.to_string()));
     let opt = [
+        (
+            MULTUS_RESOURCE_NAME,
+            Some(resource)
+                .filter(|r| r.len() <= MAX_STRING_VALUE)
+                .map(|r| s(r.into())),
+        ),
         ("pfName", v.pf_netdev.clone().map(s)),
         ("pfPciAddress", v.pf.map(|p| s(p.to_string()))),
         ("vfIndex", v.vf_index.map(|i| AttrValue::Int(i.into()))),
@@ -65,8 +83,16 @@ pub fn node_devices(
     let mut devices: Vec<DraDevice> = dra
         .pools
         .iter()
-        .flat_map(|p| &p.devices)
-        .map(|d| device(d, pcie_roots.get(&d.view.pci).map(String::as_str)))
+        .flat_map(|p| {
+            let resource = p.resource();
+            p.devices.iter().map(move |d| {
+                device(
+                    d,
+                    &resource,
+                    pcie_roots.get(&d.view.pci).map(String::as_str),
+                )
+            })
+        })
         .collect();
     devices.sort_by(|a, b| a.name.cmp(&b.name));
     NodeDevices {

@@ -36,7 +36,7 @@ fn str_attr(s: &str) -> AttrValue {
 
 #[test]
 fn a_vf_maps_to_every_attribute() {
-    let d = device(&vf(), Some("pci0000:3a"));
+    let d = device(&vf(), "intel.com/dra_vf", Some("pci0000:3a"));
     assert_eq!(d.name, "pci-0000-3b-02-1");
     let want: BTreeMap<String, AttrValue> = [
         ("pciAddress", str_attr("0000:3b:02.1")),
@@ -52,6 +52,8 @@ fn a_vf_maps_to_every_attribute() {
         ("iommuGroup", AttrValue::Int(77)),
         (PCI_BUS_ID, str_attr("0000:3b:02.1")),
         (PCIE_ROOT, str_attr("pci0000:3a")),
+        (MULTUS_DEVICE_ID, str_attr("0000:3b:02.1")),
+        (MULTUS_RESOURCE_NAME, str_attr("intel.com/dra_vf")),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -87,7 +89,7 @@ fn unknown_facts_are_left_out_and_rdma_follows_the_device() {
     for (edit, key, want) in cases {
         let mut v = vf();
         edit(&mut v);
-        let d = device(&v, None);
+        let d = device(&v, "intel.com/dra_vf", None);
         assert_eq!(d.attributes.get(*key), want.as_ref(), "{key}");
         assert!(!d.attributes.contains_key(PCIE_ROOT));
     }
@@ -124,10 +126,37 @@ fn node_devices_cover_every_dra_pool_in_name_order() {
     let names: Vec<&str> = n.devices.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(names, ["pci-0000-3b-02-1", "pci-0000-3b-02-2"]);
     assert_eq!(n.devices[0].attributes.get(PCIE_ROOT), None);
+    // Multus maps each device to its own pool's resource name.
+    let multus: Vec<_> = n
+        .devices
+        .iter()
+        .map(|d| d.attributes.get(MULTUS_RESOURCE_NAME))
+        .collect();
+    assert_eq!(
+        multus,
+        [
+            Some(&str_attr("intel.com/y")),
+            Some(&str_attr("intel.com/x"))
+        ]
+    );
     assert_eq!(
         n.devices[1].attributes.get(PCIE_ROOT),
         Some(&str_attr("pci0000:3a"))
     );
+}
+
+#[test]
+fn a_resource_name_too_long_for_an_attribute_is_left_out() {
+    let fits = format!("intel.com/{}", "a".repeat(54));
+    let long = format!("intel.com/{}", "a".repeat(55));
+    let d = device(&vf(), &fits, None);
+    assert_eq!(
+        d.attributes.get(MULTUS_RESOURCE_NAME),
+        Some(&str_attr(&fits))
+    );
+    let d = device(&vf(), &long, None);
+    assert_eq!(d.attributes.get(MULTUS_RESOURCE_NAME), None);
+    assert!(d.attributes.contains_key(MULTUS_DEVICE_ID));
 }
 
 #[test]
