@@ -8,11 +8,12 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::resource::v1::ResourceSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Resource;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 
 use super::describe;
 pub use super::slice_build::{DevicesError, MAX_DEVICES_PER_SLICE, slice_name};
-use super::slice_build::{adopt, build, check, node_owner, slice_names};
+use super::slice_build::{adopt, bodies, check, node_owner, slice_names};
 use crate::dra::{DraDevice, NodeDevices};
 
 /// The field manager of every slice write.
@@ -88,6 +89,10 @@ pub struct Published {
 /// Keeps one driver's pool on one node published.
 pub struct SlicePublisher {
     api: Api<ResourceSlice>,
+    /// For the writes: a raw request whose answer is not decoded (the
+    /// publisher needs only its status).
+    client: kube::Client,
+    request: kube::core::Request,
     driver: String,
     node: String,
     owner: OwnerReference,
@@ -112,7 +117,7 @@ impl SlicePublisher {
         })?;
         let uid = n.metadata.uid.unwrap_or_default();
         let owner = node_owner(node, &uid);
-        let api: Api<ResourceSlice> = Api::all(client);
+        let api: Api<ResourceSlice> = Api::all(client.clone());
         let lp =
             ListParams::default().fields(&format!("spec.nodeName={node},spec.driver={driver}"));
         let existing = api.list(&lp).await.map_err(|e| SliceError::List {
@@ -130,6 +135,8 @@ impl SlicePublisher {
         let adopted = adopt(&mine, &owner);
         Ok(Self {
             api,
+            client,
+            request: kube::core::Request::new(ResourceSlice::url_path(&(), None)),
             driver: driver.into(),
             node: node.into(),
             owner,
@@ -171,16 +178,18 @@ impl SlicePublisher {
             self.current = None;
             self.generation += 1;
             let pp = PatchParams::apply(FIELD_MANAGER).force();
-            for slice in build(devices, self.generation, &self.owner) {
-                let name = slice.metadata.name.clone().unwrap_or_default();
-                self.api
-                    .patch(&name, &pp, &Patch::Apply(&slice))
-                    .await
-                    .map_err(|e| SliceError::Write {
-                        name: name.clone(),
-                        reason: describe(&e, &format!("apply resourceslices/{name}")),
-                    })?;
-                self.names.insert(name);
+            for body in bodies(devices, self.generation, &self.owner) {
+                let name = body.name();
+                let write = |e: kube::Error| SliceError::Write {
+                    name: name.into(),
+                    reason: describe(&e, &format!("apply resourceslices/{name}")),
+                };
+                let req = self
+                    .request
+                    .patch(name, &pp, &Patch::Apply(&body))
+                    .map_err(|e| write(kube::Error::BuildRequest(e)))?;
+                self.client.request_text(req).await.map_err(write)?;
+                self.names.insert(name.to_string());
                 written += 1;
             }
             // The pool is complete on the server now; a failed deletion
