@@ -1,4 +1,6 @@
-//! Device-plugin benchmarks against the release `fastpath agent` binary
+//! Device-plugin benchmarks against the `fastpath agent` binary as it ships
+//! (`FASTPATH_BENCH_BIN`, set by `hack/bench.d/deviceplugin` to the output
+//! of `hack/build-release`; without it, cargo's release build)
 //! and a fake kubelet, on a fake sysfs with 1,024 VFs (8 E810 PFs x 128)
 //! in 8 pools. Prints medians over repeated runs:
 //! - process start to the first ListAndWatch response of every pool;
@@ -51,8 +53,15 @@ fn setup(dir: &Path) -> FakeSysfs {
     fs
 }
 
+/// The binary under test: the shipped build when the wrapper names it.
+fn agent_binary() -> PathBuf {
+    std::env::var_os("FASTPATH_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_fastpath")))
+}
+
 fn spawn_agent(dir: &Path) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_fastpath"))
+    tokio::process::Command::new(agent_binary())
         // BENCH_AGENT_LOG=info shows the agent's own timings on stderr.
         .env(
             "RUST_LOG",
@@ -208,8 +217,9 @@ fn main() {
     }
     let col = |f: fn(&Run) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
     println!(
-        "device plugin, {} VFs in {PFS} pools, median of {n} runs:",
-        PFS * VFS
+        "device plugin, {} VFs in {PFS} pools, median of {n} runs, binary {}:",
+        PFS * VFS,
+        agent_binary().display()
     );
     println!(
         "  process start -> first ListAndWatch (all pools): {:.1} ms (target < 50 ms)",
