@@ -119,10 +119,7 @@ async fn one_agent_serves_device_plugin_pools_and_dra_claims() {
     assert_eq!(c.error, "");
     assert_eq!(
         c.devices[0].cdi_device_ids,
-        [
-            format!("{DRIVER}/vf={uid}-vf"),
-            format!("{DRIVER}/vf={uid}-pci-0000-3b-01-3")
-        ]
+        [format!("{DRIVER}/vf=0000:3b:01.3")]
     );
     let spec = rig.opts.cdi_dir.join(format!("{DRIVER}-{uid}.json"));
     assert!(spec.exists());

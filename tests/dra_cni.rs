@@ -1,34 +1,36 @@
 //! The CNI path for a DRA-prepared netdevice VF: kubelet lists the claim's
-//! device under the pod's `dynamic_resources` in PodResources, Multus
-//! passes its PCI address as `deviceID`, and the CNI's ownership check and
-//! ADD/DEL work as for a device-plugin VF (run as root: real links).
+//! device under the pod's `dynamic_resources` in PodResources, released
+//! Multus (its lookup replayed on that list) passes the text after `=` of
+//! the CDI device ID, the PCI address, as `deviceID`, and the CNI's
+//! ownership check and ADD/DEL work as for a device-plugin VF (run as
+//! root: real links).
 
 mod cni_host;
 mod dra_rig;
 #[path = "support/podresources_fake.rs"]
 mod podresources_fake;
+#[path = "support/released_multus.rs"]
+mod released_multus;
 
 use std::time::Duration;
 
 use cni_host::{host_link, ns_link};
 use device_plugin::podresources as api;
-use dra_rig::{DRIVER, NODE, Rig, id};
+use dra_rig::{DRIVER, Rig, id};
 use podresources_fake::{FakeKubelet, FakeState, GetMode, pod};
 use serde_json::json;
 
-/// A pod whose container got `device` through claim `claim`.
-fn dra_pod(name: &str, claim: &str, device: &str) -> api::PodResources {
+/// A pod whose container got `devices` (pool, device, CDI IDs: the
+/// NodePrepareResources answer) through claim `claim`, as kubelet lists it.
+fn dra_pod(
+    name: &str,
+    claim: &str,
+    devices: &[(String, String, Vec<String>)],
+) -> api::PodResources {
     let mut p = pod("ns", name, &[]);
-    p.containers[0].dynamic_resources = vec![api::DynamicResource {
-        claim_name: claim.into(),
-        claim_namespace: "ns".into(),
-        claim_resources: vec![api::ClaimResource {
-            cdi_devices: vec![],
-            driver_name: DRIVER.into(),
-            pool_name: NODE.into(),
-            device_name: device.into(),
-        }],
-    }];
+    p.containers[0].dynamic_resources = vec![released_multus::dynamic_resource(
+        "ns", claim, DRIVER, devices,
+    )];
     p
 }
 
@@ -48,16 +50,33 @@ async fn a_dra_prepared_vf_is_attached_by_the_cni_to_its_pod_only() {
         .collect();
     let r = kubelet.prepare(&claims).await.unwrap();
     assert_eq!(r.claims["u1"].error, "");
-    let device = r.claims["u1"].devices[0].device_name.clone();
+    let answer: Vec<(String, String, Vec<String>)> = r.claims["u1"]
+        .devices
+        .iter()
+        .map(|d| {
+            (
+                d.pool_name.clone(),
+                d.device_name.clone(),
+                d.cdi_device_ids.clone(),
+            )
+        })
+        .collect();
+    let pods = vec![
+        dra_pod("pod-c0", "claim-u1", &answer),
+        pod("ns", "pod-c1", &[]),
+    ];
+    // Released Multus keys the device by the claim's name (the NAD's
+    // resourceName must be it) and hands the text after '=' of its CDI
+    // device ID to the CNI: the VF's address.
+    let map = released_multus::resource_map(&pods, "ns", "pod-c0");
+    let device_id = released_multus::device_id(&map, "claim-u1", 0);
+    assert_eq!(device_id.as_deref(), Some(rig.pci(0).as_str()), "{map:?}");
 
     let dir = tempfile::tempdir().unwrap();
     let _pr = FakeKubelet::start(
         dir.path(),
         FakeState {
-            pods: vec![
-                dra_pod("pod-c0", "claim-u1", &device),
-                pod("ns", "pod-c1", &[]),
-            ],
+            pods,
             get: GetMode::Serve,
             delay: Duration::ZERO,
         },
@@ -79,8 +98,8 @@ async fn a_dra_prepared_vf_is_attached_by_the_cni_to_its_pod_only() {
         );
         e
     };
-    // Multus passes the VF's address as deviceID.
-    let conf = h.conf("1.1.0", 0, json!({}));
+    // The deviceID released Multus found.
+    let conf = h.conf("1.1.0", 0, json!({ "deviceID": device_id }));
     let (other_env, my_env) = (env_for("c1", &other), env_for("c0", &mine));
     let (refused, added) = std::thread::scope(|s| {
         let refused = s.spawn(|| h.cni("ADD", &other_env, &conf)).join().unwrap();

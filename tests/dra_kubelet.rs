@@ -5,8 +5,12 @@
 
 mod cni_host;
 mod dra_rig;
+#[path = "support/released_multus.rs"]
+mod released_multus;
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::time::Duration;
 
 use cni_host::host_link;
@@ -67,12 +71,14 @@ async fn registers_prepares_a_netdevice_claim_twice_alike_and_restores_it() {
         d.device_name,
         fastpath::dra::device_name(rig.pci(0).parse().unwrap())
     );
-    assert_eq!(d.cdi_device_ids, [format!("{DRIVER}/vf=u1-net")]);
+    // Named by the VF's address: released Multus hands the text after
+    // '=' to the CNI as its deviceID.
+    assert_eq!(d.cdi_device_ids, [format!("{DRIVER}/vf={}", rig.pci(0))]);
     assert_eq!(host_link(&vf0).unwrap().mtu, 9000);
 
     let spec = Rig::read_json(&rig.cdi_spec("u1"));
     assert_eq!(spec["kind"], format!("{DRIVER}/vf"));
-    assert_eq!(spec["devices"][0]["name"], "u1-net");
+    assert_eq!(spec["devices"][0]["name"], rig.pci(0));
     let env = spec["devices"][0]["containerEdits"]["env"][0]
         .as_str()
         .unwrap()
@@ -80,6 +86,9 @@ async fn registers_prepares_a_netdevice_claim_twice_alike_and_restores_it() {
     assert_eq!(env, format!("PCIDEVICE_INTEL_COM_DRA_NET={}", rig.pci(0)));
     let info = Rig::read_json(&rig.devinfo(0));
     assert_eq!(info["pci"]["pci-address"], rig.pci(0));
+    // The same file under the claim's name, where released Multus looks.
+    let by_claim = rig.devinfo_by_claim("u1", 0);
+    assert_eq!(Rig::read_json(&by_claim), info);
     assert!(rig.record("u1").exists());
     let status = rig.telemetry.snapshot().dra.unwrap();
     assert_eq!(status.prepared.len(), 1);
@@ -94,7 +103,7 @@ async fn registers_prepares_a_netdevice_claim_twice_alike_and_restores_it() {
     assert_eq!(un.claims["u1"].error, "");
     assert_eq!(host_link(&vf0).unwrap().mtu, mtu_before);
     assert!(!rig.cdi_spec("u1").exists());
-    assert!(!rig.devinfo(0).exists());
+    assert!(!rig.devinfo(0).exists() && !by_claim.exists());
     assert!(!rig.record("u1").exists());
     // Again: nothing left to undo, still no error.
     let again = beta.unprepare(&ids(&claims)).await.unwrap();
@@ -122,17 +131,15 @@ async fn vfio_claims_get_vfio_nodes_and_a_rebind_goes_through_sysfs() {
         r.claims["u3"].error
     );
     assert!(!rig.record("u3").exists());
-    let dev = format!(
-        "u2-{}",
-        fastpath::dra::device_name(rig.pci(1).parse().unwrap())
-    );
+    // One CDI device per VF: env and vfio nodes together.
     assert_eq!(
         r.claims["u2"].devices[0].cdi_device_ids,
-        [format!("{DRIVER}/vf=u2-dpdk"), format!("{DRIVER}/vf={dev}")]
+        [format!("{DRIVER}/vf={}", rig.pci(1))]
     );
     let spec = Rig::read_json(&rig.cdi_spec("u2"));
+    assert_eq!(spec["devices"].as_array().unwrap().len(), 1);
     assert_eq!(
-        spec["devices"][1]["containerEdits"]["deviceNodes"],
+        spec["devices"][0]["containerEdits"]["deviceNodes"],
         json!([{"path": "/dev/vfio/vfio", "permissions": "rw"},
                {"path": "/dev/vfio/42", "permissions": "rw"}])
     );
@@ -153,7 +160,7 @@ async fn vfio_claims_get_vfio_nodes_and_a_rebind_goes_through_sysfs() {
     assert_eq!(rec["devices"][0]["rebound"], "vfio-pci");
     let spec = Rig::read_json(&rig.cdi_spec("u3"));
     assert_eq!(
-        spec["devices"][1]["containerEdits"]["deviceNodes"][1]["path"],
+        spec["devices"][0]["containerEdits"]["deviceNodes"][1]["path"],
         "/dev/vfio/41"
     );
     // Unprepare puts it back on iavf through the same actions.
@@ -337,4 +344,165 @@ async fn a_vf_a_cni_call_is_working_on_is_not_prepared_until_it_is_done() {
     assert_eq!(host_link(&rig.host.vfs[0].ifname).unwrap().mtu, 9000);
     let un = kubelet.unprepare(&ids(&[id("u1")])).await.unwrap();
     assert_eq!(un.claims["u1"].error, "");
+}
+
+/// Every fully-qualified CDI device name the specs in `dir` define, with
+/// how many specs define it.
+fn cdi_names(dir: &Path) -> BTreeMap<String, usize> {
+    let mut names = BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let spec = Rig::read_json(&e.unwrap().path());
+        for d in spec["devices"].as_array().unwrap() {
+            let n = format!(
+                "{}={}",
+                spec["kind"].as_str().unwrap(),
+                d["name"].as_str().unwrap()
+            );
+            *names.entry(n).or_default() += 1;
+        }
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn released_multus_finds_each_vfs_address_under_the_claims_name() {
+    let rig = Rig::new("drm", 2, &[1]).await;
+    rig.claim("u9", &[("dpdk", 1), ("net", 0)], json!({}));
+    let mut kubelet = rig.kubelet("v1").await;
+    let r = kubelet.prepare(&ids(&[id("u9")])).await.unwrap();
+    let c = &r.claims["u9"];
+    assert_eq!(c.error, "");
+    let answer: Vec<(String, String, Vec<String>)> = c
+        .devices
+        .iter()
+        .map(|d| {
+            (
+                d.pool_name.clone(),
+                d.device_name.clone(),
+                d.cdi_device_ids.clone(),
+            )
+        })
+        .collect();
+    // What kubelet lists for a pod whose container uses the claim, beside
+    // a device-plugin VF and another driver's device.
+    let mut pod = fastpath_pod("upf-0");
+    pod.containers[0].devices = vec![device_plugin::podresources::ContainerDevices {
+        resource_name: "intel.com/sriov".into(),
+        device_ids: vec!["0000:3b:02.0".into()],
+        topology: None,
+    }];
+    pod.containers[0].dynamic_resources = vec![
+        released_multus::dynamic_resource("ns", "claim-u9", DRIVER, &answer),
+        released_multus::dynamic_resource(
+            "ns",
+            "gpu",
+            "gpu.example.com",
+            &[(
+                NODE.into(),
+                "gpu-0".into(),
+                vec!["gpu.example.com/gpu=gpu-0".into()],
+            )],
+        ),
+    ];
+    let map = released_multus::resource_map(&[pod], "ns", "upf-0");
+    let mut vfs = vec![rig.pci(0), rig.pci(1)];
+    vfs.sort();
+    assert_eq!(map["claim-u9"], vfs, "{map:?}");
+    assert_eq!(map["intel.com/sriov"], ["0000:3b:02.0"]);
+    // Two networks whose NADs name the claim get one VF each.
+    assert_eq!(
+        released_multus::device_id(&map, "claim-u9", 1),
+        Some(vfs[1].clone())
+    );
+    assert_eq!(released_multus::device_id(&map, "claim-u9", 2), None);
+    // Released Multus copies the device-info file named by the claim and
+    // the address into the pod's network-status.
+    for (i, _) in vfs.iter().enumerate() {
+        let f = rig.devinfo_by_claim("u9", i);
+        assert_eq!(Rig::read_json(&f)["pci"]["pci-address"], rig.pci(i));
+    }
+    let un = kubelet.unprepare(&ids(&[id("u9")])).await.unwrap();
+    assert_eq!(un.claims["u9"].error, "");
+    assert!(!rig.devinfo_by_claim("u9", 0).exists());
+}
+
+fn fastpath_pod(name: &str) -> device_plugin::podresources::PodResources {
+    device_plugin::podresources::PodResources {
+        name: name.into(),
+        namespace: "ns".into(),
+        containers: vec![device_plugin::podresources::ContainerResources {
+            name: "app".into(),
+            ..Default::default()
+        }],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leftover_spec_without_a_record_never_defines_a_vf_twice() {
+    let rig = Rig::new("drd", 2, &[]).await;
+    rig.claim("old", &[("net", 0), ("net", 1)], json!({}));
+    rig.claim("new", &[("net", 0)], json!({}));
+    let mut kubelet = rig.kubelet("v1").await;
+    let r = kubelet.prepare(&ids(&[id("old")])).await.unwrap();
+    assert_eq!(r.claims["old"].error, "");
+    // The old claim's record is lost (a crash left it unreadable) and the
+    // claim is gone: its spec stays, naming both VFs.
+    std::fs::write(rig.record("old"), "{").unwrap();
+    rig.forget("old");
+    let r = kubelet.prepare(&ids(&[id("new")])).await.unwrap();
+    assert_eq!(r.claims["new"].error, "");
+    let names = cdi_names(&rig.ctx.cdi_dir);
+    let vf0 = format!("{DRIVER}/vf={}", rig.pci(0));
+    let vf1 = format!("{DRIVER}/vf={}", rig.pci(1));
+    assert_eq!(names, BTreeMap::from([(vf0, 1), (vf1, 1)]), "{names:?}");
+    // The old spec keeps only the VF nobody took; the new one has its own.
+    let old = Rig::read_json(&rig.cdi_spec("old"));
+    assert_eq!(old["devices"].as_array().unwrap().len(), 1);
+    assert_eq!(old["devices"][0]["name"], rig.pci(1));
+    assert_eq!(
+        Rig::read_json(&rig.cdi_spec("new"))["devices"][0]["name"],
+        rig.pci(0)
+    );
+    // Preparing again answers from the record and changes no file.
+    let before = std::fs::read(rig.cdi_spec("old")).unwrap();
+    assert_eq!(kubelet.prepare(&ids(&[id("new")])).await.unwrap(), r);
+    assert_eq!(std::fs::read(rig.cdi_spec("old")).unwrap(), before);
+    let un = kubelet.unprepare(&ids(&[id("new")])).await.unwrap();
+    assert_eq!(un.claims["new"].error, "");
+    assert!(!rig.cdi_spec("new").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_prepared_under_the_previous_cdi_names_unprepares_cleanly() {
+    let rig = Rig::new("dro", 1, &[]).await;
+    let vf0 = rig.host.vfs[0].ifname.clone();
+    let mtu = host_link(&vf0).unwrap().mtu;
+    rig.claim("u1", &[("net", 0)], json!({"mtu": 9000}));
+    let mut kubelet = rig.kubelet("v1").await;
+    let r = kubelet.prepare(&ids(&[id("u1")])).await.unwrap();
+    assert_eq!(r.claims["u1"].error, "");
+    // Turn it into what the previous version left: CDI device `<uid>-<request>`
+    // in the record and the spec, no device-info file under the claim's name.
+    let by_claim = rig.devinfo_by_claim("u1", 0);
+    let mut rec = Rig::read_json(&rig.record("u1"));
+    rec["devices"][0]["cdiIds"] = json!([format!("{DRIVER}/vf=u1-net")]);
+    rec["devinfo"] = json!([rig.devinfo(0)]);
+    std::fs::write(rig.record("u1"), rec.to_string()).unwrap();
+    std::fs::remove_file(&by_claim).unwrap();
+    let mut spec = Rig::read_json(&rig.cdi_spec("u1"));
+    spec["devices"][0]["name"] = json!("u1-net");
+    std::fs::write(rig.cdi_spec("u1"), spec.to_string()).unwrap();
+
+    // kubelet asking again gets the answer it got then, from the record.
+    let again = kubelet.prepare(&ids(&[id("u1")])).await.unwrap();
+    assert_eq!(
+        again.claims["u1"].devices[0].cdi_device_ids,
+        [format!("{DRIVER}/vf=u1-net")]
+    );
+    let un = kubelet.unprepare(&ids(&[id("u1")])).await.unwrap();
+    assert_eq!(un.claims["u1"].error, "");
+    assert_eq!(host_link(&vf0).unwrap().mtu, mtu);
+    assert!(!rig.cdi_spec("u1").exists());
+    assert!(!rig.devinfo(0).exists());
+    assert!(!rig.record("u1").exists());
 }

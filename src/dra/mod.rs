@@ -13,6 +13,7 @@ pub mod prepare_run;
 pub mod reconcile;
 pub mod record;
 pub mod serve;
+pub mod stale_cdi;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -13,6 +13,7 @@ use super::cdi::{self, ClaimOutput};
 use super::claim_config::VfDriver;
 use super::prepare::{self, DevicePlan, Observed, PlanError};
 use super::record::{self, ClaimRecord, DeviceRecord, Phase, RecordError};
+use super::stale_cdi;
 use crate::agent::allocate::AllocateOptions;
 use crate::agent::files;
 use crate::cni::lock::{VfLock, try_lock_vf};
@@ -136,7 +137,7 @@ pub fn prepare(
         devices.push(prepare::device_record(p, &obs));
     }
     let drivers: Vec<Option<String>> = devices.iter().map(final_driver).collect();
-    let out = cdi::claim_output(&ctx.driver, uid, &plans, &drivers, ctx.alloc);
+    let out = cdi::claim_output(&ctx.driver, &alloc.claim.name, &plans, &drivers, ctx.alloc);
     for (d, ids) in devices.iter_mut().zip(&out.ids) {
         d.cdi_ids = ids.clone();
     }
@@ -301,6 +302,16 @@ fn apply(
     }
     let file_err = |p: &PathBuf, e: String| (p.display().to_string(), "writing".into(), e);
     if let Some(p) = &rec.cdi_spec {
+        let names: Vec<String> = rec
+            .devices
+            .iter()
+            .map(|d| cdi::device_name(d.pci))
+            .collect();
+        let kind = cdi::kind(&ctx.driver);
+        stale_cdi::clear(&ctx.cdi_dir, &ctx.driver, &kind, p, &names).map_err(|(f, e)| {
+            let what = "taking this claim's VFs out of a leftover CDI spec";
+            (f.display().to_string(), what.to_string(), e)
+        })?;
         let bytes = serde_json::to_vec_pretty(&out.spec).map_err(|e| file_err(p, e.to_string()))?;
         files::write_atomic(p, &bytes, 0o644).map_err(|e| file_err(p, e.to_string()))?;
     }

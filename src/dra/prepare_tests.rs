@@ -253,76 +253,115 @@ fn the_record_holds_originals_and_changes() {
     assert_eq!(r2.pf, None);
 }
 
-#[test]
-fn cdi_output_gives_env_per_request_and_vfio_nodes_per_device() {
-    let a = alloc(
-        &[
-            ("net", NODE, "pci-0000-3b-01-0"),
-            ("dpdk", NODE, "pci-0000-3b-01-1"),
-            ("dpdk", NODE, "pci-0000-3b-01-0"),
-        ],
-        json!({}),
-    );
-    // The same VF twice only to see two devices in one request.
-    let plans = plan(&a, NODE, &pools()).unwrap();
-    let drivers = vec![
-        Some("iavf".into()),
-        Some("vfio-pci".into()),
-        Some("vfio-pci".into()),
-    ];
-    let out = cdi::claim_output(
+fn output(devices: &[(&str, &str, &str)], drivers: &[&str]) -> cdi::ClaimOutput {
+    let plans = plan(&alloc(devices, json!({})), NODE, &pools()).unwrap();
+    let drivers: Vec<Option<String>> = drivers.iter().map(|d| Some(d.to_string())).collect();
+    cdi::claim_output(
         "sriov.fastpath.dev",
-        "u1",
+        "upf-0-vf-x7k2p",
         &plans,
         &drivers,
         Default::default(),
+    )
+}
+
+fn env(dev: &serde_json::Value) -> Vec<&str> {
+    dev["containerEdits"]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn cdi_output_names_each_vf_by_its_address_with_its_requests_env_and_nodes() {
+    let out = output(
+        &[
+            ("net", NODE, "pci-0000-3b-01-0"),
+            ("dpdk", NODE, "pci-0000-3b-01-1"),
+        ],
+        &["iavf", "vfio-pci"],
     );
     assert_eq!(
         out.ids,
         vec![
-            vec!["sriov.fastpath.dev/vf=u1-net".to_string()],
-            vec![
-                "sriov.fastpath.dev/vf=u1-dpdk".to_string(),
-                "sriov.fastpath.dev/vf=u1-pci-0000-3b-01-1".to_string()
-            ],
-            vec!["sriov.fastpath.dev/vf=u1-pci-0000-3b-01-0".to_string()],
+            vec!["sriov.fastpath.dev/vf=0000:3b:01.0".to_string()],
+            vec!["sriov.fastpath.dev/vf=0000:3b:01.1".to_string()],
         ]
     );
     let spec = &out.spec;
     assert_eq!(spec["cdiVersion"], "0.6.0");
     assert_eq!(spec["kind"], "sriov.fastpath.dev/vf");
     let devs = spec["devices"].as_array().unwrap();
-    assert_eq!(devs[0]["name"], "u1-net");
-    let env0: Vec<&str> = devs[0]["containerEdits"]["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    assert_eq!(devs.len(), 2);
+    assert_eq!(devs[0]["name"], "0000:3b:01.0");
+    let env0 = env(&devs[0]);
     assert_eq!(env0[0], "PCIDEVICE_INTEL_COM_DRA_NET=0000:3b:01.0");
     assert!(env0[1].starts_with("PCIDEVICE_INTEL_COM_DRA_NET_INFO={\"0000:3b:01.0\""));
-    let env1 = devs[1]["containerEdits"]["env"][0].as_str().unwrap();
+    assert!(devs[0]["containerEdits"].get("deviceNodes").is_none());
+    assert_eq!(devs[1]["name"], "0000:3b:01.1");
+    assert_eq!(env(&devs[1])[0], "PCIDEVICE_INTEL_COM_DRA_NET=0000:3b:01.1");
     assert_eq!(
-        env1,
-        "PCIDEVICE_INTEL_COM_DRA_NET=0000:3b:01.1,0000:3b:01.0"
-    );
-    assert_eq!(
-        devs[2]["containerEdits"]["deviceNodes"],
+        devs[1]["containerEdits"]["deviceNodes"],
         json!([{"path": "/dev/vfio/vfio", "permissions": "rw"},
                {"path": "/dev/vfio/11", "permissions": "rw"}])
     );
+    // Each VF's file under its draPools entry (Multus master) and under
+    // the claim's name (released Multus).
     let names: Vec<&str> = out.devinfo.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
         [
+            "upf-0-vf-x7k2p-0000:3b:01.0-device.json",
             "intel.com-dra_net-0000:3b:01.0-device.json",
+            "upf-0-vf-x7k2p-0000:3b:01.1-device.json",
             "intel.com-dra_net-0000:3b:01.1-device.json",
-            "intel.com-dra_net-0000:3b:01.0-device.json"
         ]
     );
+    assert_eq!(out.devinfo[0].1, out.devinfo[1].1);
     let info: serde_json::Value = serde_json::from_str(&out.devinfo[0].1).unwrap();
     assert_eq!(info["pci"]["pci-address"], "0000:3b:01.0");
     assert_eq!(info["pci"]["pf-pci-address"], "0000:3b:00.0");
+}
+
+#[test]
+fn every_vf_of_a_request_carries_the_requests_whole_env() {
+    let out = output(
+        &[
+            ("dpdk", NODE, "pci-0000-3b-01-1"),
+            ("dpdk", NODE, "pci-0000-3b-01-0"),
+        ],
+        &["vfio-pci", "vfio-pci"],
+    );
+    let devs = out.spec["devices"].as_array().unwrap();
+    assert_eq!(devs.len(), 2);
+    for d in devs {
+        assert_eq!(
+            env(d)[0],
+            "PCIDEVICE_INTEL_COM_DRA_NET=0000:3b:01.1,0000:3b:01.0",
+            "{d}"
+        );
+    }
+    assert_eq!(env(&devs[0]), env(&devs[1]));
+    assert_eq!(
+        devs[1]["containerEdits"]["deviceNodes"][1]["path"],
+        "/dev/vfio/10"
+    );
+}
+
+#[test]
+fn a_vf_named_twice_in_a_claim_is_one_cdi_device() {
+    let out = output(
+        &[
+            ("net", NODE, "pci-0000-3b-01-0"),
+            ("dpdk", NODE, "pci-0000-3b-01-0"),
+        ],
+        &["iavf", "iavf"],
+    );
+    let id = "sriov.fastpath.dev/vf=0000:3b:01.0".to_string();
+    assert_eq!(out.ids, vec![vec![id.clone()], vec![id]]);
+    assert_eq!(out.spec["devices"].as_array().unwrap().len(), 1);
 }
 
 #[test]

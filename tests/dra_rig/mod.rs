@@ -182,6 +182,14 @@ impl Rig {
             .join(format!("intel.com-dra_net-{}-device.json", self.pci(i)))
     }
 
+    /// The device-info file of VF `i` under claim `uid`'s name.
+    pub fn devinfo_by_claim(&self, uid: &str, i: usize) -> PathBuf {
+        let name = claim_ref(uid).name;
+        self.ctx
+            .devinfo_dir
+            .join(format!("{name}-{}-device.json", self.pci(i)))
+    }
+
     pub fn read_json(p: &Path) -> Value {
         serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
     }

@@ -9,7 +9,8 @@
 # from igbvf) in one NodePrepareResources: CDI specs (PCIDEVICE_* env,
 # /dev/vfio nodes), device-info files, claim records; prepare twice gives
 # the same answer; vfio-check opens the VF through the CDI device nodes;
-# the CNI ADD/DEL of the netdevice VF as Multus runs it (deviceID) puts it
+# the CNI ADD/DEL of the netdevice VF as released Multus runs it (deviceID:
+# the text after '=' of the claim's CDI device ID, the VF's address) puts it
 # in a netns and gives it back as the claim had it; unprepare restores
 # both VFs. Then SIGKILL during a prepare with a rebind, a restart, a
 # prepare again (same answer), the claim deallocated while the agent is
@@ -168,8 +169,10 @@ prep_s=$(elapsed_since "$t_prep")
 answer() { # FILE UID: "error|pool device|cdi ids" of one claim
     jq -r --arg u "$2" '.prepare[$u] | "\(.error)|\(.devices | map("\(.poolName) \(.deviceName)") | join(","))|\(.devices | map(.cdiDeviceIDs | join(",")) | join(";"))"' "$1"
 }
-assert_eq "prepare vm-net: error|device|CDI ids" "|$NODE_NAME $dev0|$driver/vf=$uid_net-vf" "$(answer "$STATE/dra-prepare.json" "$uid_net")"
-assert_eq "prepare vm-dpdk: error|device|CDI ids" "|$NODE_NAME $dev1|$driver/vf=$uid_dpdk-vf,$driver/vf=$uid_dpdk-$dev1" "$(answer "$STATE/dra-prepare.json" "$uid_dpdk")"
+# One CDI device per VF, named by its PCI address (released Multus hands
+# the text after '=' to the CNI as deviceID).
+assert_eq "prepare vm-net: error|device|CDI ids" "|$NODE_NAME $dev0|$driver/vf=$vf0" "$(answer "$STATE/dra-prepare.json" "$uid_net")"
+assert_eq "prepare vm-dpdk: error|device|CDI ids" "|$NODE_NAME $dev1|$driver/vf=$vf1" "$(answer "$STATE/dra-prepare.json" "$uid_dpdk")"
 assert_eq "driver of $vf1 (rebound by prepare)" vfio-pci "$(pci_driver "$vf1")"
 assert_eq "driver_override of $vf1" "(null)" "$(cat "/sys/bus/pci/devices/$vf1/driver_override")"
 assert_exists "/dev/vfio/$group1"
@@ -179,7 +182,7 @@ for u in "$uid_net" "$uid_dpdk"; do
     assert_eq "record of $u" prepared "$(jq -r .phase "$records/$u.json")"
 done
 
-# CDI specs: the env on the request's device, /dev/vfio nodes for vfio-pci.
+# CDI specs: each VF with its request's env and, for vfio-pci, /dev/vfio nodes.
 cdi_line() { # UID: one line per CDI device
     jq -r '.kind as $k | .devices[] | [
         "\($k)=\(.name)",
@@ -187,15 +190,17 @@ cdi_line() { # UID: one line per CDI device
         "nodes:\(.containerEdits.deviceNodes // [] | map("\(.path):\(.permissions)") | join(","))"] | join(" ")' \
         "$cdi/$driver-$1.json" | tr '\n' ' '
 }
-assert_eq "CDI spec of vm-net" "$driver/vf=$uid_net-vf env:PCIDEVICE_VM_SRIOV_DRA=$vf0,PCIDEVICE_VM_SRIOV_DRA_INFO nodes: " "$(cdi_line "$uid_net")"
+assert_eq "CDI spec of vm-net" "$driver/vf=$vf0 env:PCIDEVICE_VM_SRIOV_DRA=$vf0,PCIDEVICE_VM_SRIOV_DRA_INFO nodes: " "$(cdi_line "$uid_net")"
 assert_eq "CDI spec of vm-dpdk" \
-    "$driver/vf=$uid_dpdk-vf env:PCIDEVICE_VM_SRIOV_DRA=$vf1,PCIDEVICE_VM_SRIOV_DRA_INFO nodes: $driver/vf=$uid_dpdk-$dev1 env: nodes:/dev/vfio/vfio:rw,/dev/vfio/$group1:rw " \
+    "$driver/vf=$vf1 env:PCIDEVICE_VM_SRIOV_DRA=$vf1,PCIDEVICE_VM_SRIOV_DRA_INFO nodes:/dev/vfio/vfio:rw,/dev/vfio/$group1:rw " \
     "$(cdi_line "$uid_dpdk")"
 info=$(jq -r '.devices[0].containerEdits.env[] | select(startswith("PCIDEVICE_VM_SRIOV_DRA_INFO=")) | sub("^[^=]*="; "")' "$cdi/$driver-$uid_dpdk.json")
 assert_eq "PCIDEVICE_VM_SRIOV_DRA_INFO of vm-dpdk" "$vf1 /dev/vfio/vfio /dev/vfio/$group1" \
     "$(echo "$info" | jq -r --arg v "$vf1" '"\(.[$v].generic.deviceID) \(.[$v].vfio.mount) \(.[$v].vfio["dev-mount"])"')"
-for v in "$vf0" "$vf1"; do
-    f=$devinfo/vm-sriov_dra-$v-device.json
+# Under the draPools entry (Multus master) and the claim's name (released Multus).
+for kv in "vm-sriov_dra $vf0" "vm-net $vf0" "vm-sriov_dra $vf1" "vm-dpdk $vf1"; do
+    v=${kv#* }
+    f=$devinfo/${kv%% *}-$v-device.json
     assert_eq "device-info $f: type pci-address pf-pci-address" "pci $v $pf2" \
         "$(jq -r '"\(.type) \(.pci["pci-address"]) \(.pci["pf-pci-address"])"' "$f")"
 done
@@ -210,12 +215,15 @@ wait_for "a new slice generation with $dev1 on vfio-pci" 30 slices_are "$(echo "
 gen2=$(slices | cut -d' ' -f1)
 say "prepare again: the same answer; ResourceSlices: $dev1 driver vfio-pci, pool generation $gen1 -> $gen2"
 
-explain "The netdevice VF goes into a pod as Multus runs the CNI: deviceID from the claim."
+explain "The netdevice VF goes into a pod as Multus runs the CNI: deviceID from the claim's CDI device ID."
 ns=fp-pod-dra
 cid=d4a0d4a0d4a0d4a0d4a0d4a0d4a0d4a0d4a0d4a0d4a0d4a0d4a0d4a0d4a0d4a0
 puid=6d1f4e2a-0000-4000-8000-0000000000d4
 prepared_view=$(pf_vf_view "$pf2_if" 0)
-jq --arg d "$vf0" '. + {deviceID: $d, pciBusID: $d}' /fastpath-vm/files/nad-net.json >"$STATE/nad-dra.json" ||
+# Released Multus: the text after '=' of the claim's CDI device ID.
+multus_id=$(jq -r --arg u "$uid_net" '.prepare[$u].devices[0].cdiDeviceIDs[0] | split("=") | if length == 2 then .[1] else "" end' "$STATE/dra-prepare.json")
+assert_eq "deviceID released Multus takes from vm-net's CDI device ID" "$vf0" "$multus_id"
+jq --arg d "$multus_id" '. + {deviceID: $d, pciBusID: $d}' /fastpath-vm/files/nad-net.json >"$STATE/nad-dra.json" ||
     fail "jq: injecting deviceID"
 run ip netns add "$ns"
 cni_ok ADD "$STATE/nad-dra.json" "$cid" "/run/netns/$ns" net1 pod-dra "$puid"
@@ -249,6 +257,8 @@ for u in "$uid_net" "$uid_dpdk"; do
 done
 assert_absent "$devinfo/vm-sriov_dra-$vf0-device.json"
 assert_absent "$devinfo/vm-sriov_dra-$vf1-device.json"
+assert_absent "$devinfo/vm-net-$vf0-device.json"
+assert_absent "$devinfo/vm-dpdk-$vf1-device.json"
 wait_for "a new slice generation with $dev1 on igbvf again" 30 slices_are "$want_devs" "$gen2"
 say "unprepared: $vf1 back on igbvf, $vf0 and the PF side as before, records, CDI specs and device-info files gone"
 fact dra "ResourceSlices of PF2's VFs ${slices_s}s after the agent started; a netdevice and a vfio-pci claim (igbvf -> vfio-pci) prepared in ${prep_s}s (CDI, device-info), the netdevice VF through CNI ADD/DEL, both unprepared back to their state"
@@ -283,7 +293,7 @@ prepared)
 *) fail "record phase '$phase'" ;;
 esac
 dra "$STATE/dra-crash2.json" --dra-prepare "default/vm-crash/$uid_crash"
-assert_eq "prepare vm-crash after the restart" "|$NODE_NAME $dev1|$driver/vf=$uid_crash-vf,$driver/vf=$uid_crash-$dev1" "$(answer "$STATE/dra-crash2.json" "$uid_crash")"
+assert_eq "prepare vm-crash after the restart" "|$NODE_NAME $dev1|$driver/vf=$vf1" "$(answer "$STATE/dra-crash2.json" "$uid_crash")"
 if [ "$prep_rc" -eq 0 ] && [ "$(answer "$STATE/dra-crash.json" "$uid_crash" | cut -d'|' -f1)" = "" ]; then
     assert_eq "the answer before and after the crash" "$(jq -S .prepare "$STATE/dra-crash.json")" "$(jq -S .prepare "$STATE/dra-crash2.json")"
 fi
@@ -309,6 +319,7 @@ wait_for "the deallocated claim's VF restored at start" 20 gone
 rec_s=$(elapsed_since "$t_rec")
 assert_absent "$cdi/$driver-$uid_crash.json"
 assert_absent "$devinfo/vm-sriov_dra-$vf1-device.json"
+assert_absent "$devinfo/vm-crash-$vf1-device.json"
 assert_eq "PF2 vf 1 after the reconcile: vlan qos spoofchk trust" "$(echo "$vf1_view" | cut -d' ' -f2-)" "$(pf_vf_view "$pf2_if" 1 | cut -d' ' -f2-)"
 grep -q "restoring a claim record at start" "$LOGS/agent-dra.log" || fail "no 'restoring a claim record at start' in $LOGS/agent-dra.log"
 dra "$STATE/dra-crash3.json" --dra-unprepare "default/vm-crash/$uid_crash"
