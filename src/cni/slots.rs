@@ -227,15 +227,12 @@ mod tests {
         // The new record goes to slot 1, where an older one (or zeros) was.
         for before in [vec![], stale.clone()] {
             for cut in 0..=new.len() {
-                for torn in [
-                    [&new[..cut], &before.get(cut..).unwrap_or(&[])[..]].concat(),
-                    {
-                        let mut v = before.clone();
-                        v.resize(new.len(), 0);
-                        v[cut..].copy_from_slice(&new[cut..]);
-                        v
-                    },
-                ] {
+                for torn in [[&new[..cut], before.get(cut..).unwrap_or(&[])].concat(), {
+                    let mut v = before.clone();
+                    v.resize(new.len(), 0);
+                    v[cut..].copy_from_slice(&new[cut..]);
+                    v
+                }] {
                     let img = image(slot, &old, &torn);
                     let got = newest(&img).unwrap();
                     let whole = torn.get(..new.len()) == Some(&new[..]);
