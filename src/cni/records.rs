@@ -287,15 +287,18 @@ fn decode(bytes: &[u8], path: &Path) -> CniResult<Record> {
     })
 }
 
-/// The newest live payload of a VF's slot file, if any.
+/// The newest live payload of a VF's slot file, if any. An emptied file
+/// (most of them: every VF once attached keeps one) costs two header
+/// reads, so listing all records stays cheap.
 fn live_slot(path: &Path) -> CniResult<Option<Vec<u8>>> {
-    match fs::read(path) {
-        Ok(b) => Ok(slots::newest(&b)
-            .map(|n| n.payload)
-            .filter(|p| !p.is_empty())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(CniError::io(format!("reading {}", path.display()), e)),
-    }
+    let newest = match fs::File::open(path) {
+        Ok(f) => slots::newest_of(&f),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => Err(e),
+    };
+    newest
+        .map(|n| n.map(|n| n.payload).filter(|p| !p.is_empty()))
+        .map_err(|e| CniError::io(format!("reading {}", path.display()), e))
 }
 
 /// The record of a VF, if any. A corrupt record is an error naming it.

@@ -14,7 +14,7 @@
 //! record). A slot whose magic or checksum does not match is ignored.
 
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -80,34 +80,57 @@ pub fn encode(seq: u64, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A slot's sequence and payload, if its header and checksum hold.
-fn decode(slot: &[u8]) -> Option<(u64, &[u8])> {
-    let h = slot.get(..HEADER)?;
+/// A slot header's sequence number, payload length and checksum, if its
+/// magic holds and the payload fits a slot of `slot` bytes.
+fn header(h: &[u8; HEADER], slot: usize) -> Option<(u64, usize, u32)> {
     if &h[..8] != MAGIC {
         return None;
     }
     let seq = u64::from_le_bytes(h[8..16].try_into().ok()?);
-    let len = u32::from_le_bytes(h[16..20].try_into().ok()?);
+    let len = u32::from_le_bytes(h[16..20].try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(h[20..24].try_into().ok()?);
-    let payload = slot.get(HEADER..HEADER.checked_add(len as usize)?)?;
-    (crc32(&[&h[8..16], &h[16..20], payload]) == crc).then_some((seq, payload))
+    (HEADER.checked_add(len)? <= slot).then_some((seq, len, crc))
 }
 
-/// The newest valid slot of a file's bytes; `None` when neither is valid.
-pub fn newest(bytes: &[u8]) -> Option<Newest> {
-    let half = bytes.len() / 2;
+/// The newest valid slot of a file of `len` bytes read through `read_at`
+/// (offset, buffer to fill): both headers, then the payload of the
+/// highest sequence number whose checksum holds, so an empty slot file
+/// costs two small reads. `None` when neither slot is valid.
+fn newest_in(
+    len: usize,
+    read_at: impl Fn(usize, &mut [u8]) -> std::io::Result<()>,
+) -> std::io::Result<Option<Newest>> {
+    let half = len / 2;
     if half < HEADER {
-        return None;
+        return Ok(None);
     }
-    (0..2)
-        .filter_map(|i| {
-            decode(&bytes[i * half..(i + 1) * half]).map(|(seq, p)| Newest {
-                index: i,
+    let mut found = Vec::with_capacity(2);
+    for index in 0..2 {
+        let mut h = [0u8; HEADER];
+        read_at(index * half, &mut h)?;
+        if let Some((seq, len, crc)) = header(&h, half) {
+            found.push((seq, index, len, crc, h));
+        }
+    }
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
+    for (seq, index, len, crc, h) in found {
+        let mut payload = vec![0u8; len];
+        read_at(index * half + HEADER, &mut payload)?;
+        if crc32(&[&h[8..16], &h[16..20], &payload]) == crc {
+            return Ok(Some(Newest {
+                index,
                 seq,
-                payload: p.to_vec(),
-            })
-        })
-        .max_by_key(|n| n.seq)
+                payload,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// The newest valid slot of an open slot file.
+pub fn newest_of(file: &File) -> std::io::Result<Option<Newest>> {
+    let len = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
+    newest_in(len, |off, buf| file.read_exact_at(buf, off as u64))
 }
 
 /// The slot size a payload needs: [`MIN_SLOT`], or the next power of two.
@@ -125,18 +148,14 @@ pub struct SlotFile {
 impl SlotFile {
     /// Opens and reads `path`; `None` if it does not exist.
     pub fn open(path: &Path) -> std::io::Result<Option<Self>> {
-        let mut file = match OpenOptions::new().read(true).write(true).open(path) {
+        let file = match OpenOptions::new().read(true).write(true).open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        Ok(Some(Self {
-            file,
-            slot: bytes.len() / 2,
-            newest: newest(&bytes),
-        }))
+        let slot = usize::try_from(file.metadata()?.len()).unwrap_or(0) / 2;
+        let newest = newest_of(&file)?;
+        Ok(Some(Self { file, slot, newest }))
     }
 
     /// The newest valid slot.
@@ -185,6 +204,20 @@ pub fn new_file_image(seq: u64, payload: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The newest valid slot of a file image, read as [`newest_of`] reads
+    /// a file.
+    fn newest(bytes: &[u8]) -> Option<Newest> {
+        newest_in(bytes.len(), |off, buf| {
+            let src = bytes
+                .get(off..off + buf.len())
+                .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+            buf.copy_from_slice(src);
+            Ok(())
+        })
+        .ok()
+        .flatten()
+    }
 
     #[test]
     fn crc32_is_the_ieee_one() {
