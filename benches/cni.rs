@@ -10,17 +10,25 @@
 //! (d), sent in-process. (d) is the least an exec'd plugin can do; (e)
 //! beside (c) shows, roughly and settled, what leaving the link up costs
 //! (it is opened in the ADD's message and closed inside the move back).
-//! The cycles run twice: back to back, and settled (idle before each, for
-//! a time spread over the tick period), since what ran just before a
-//! move, and where in the tick it starts, change how long the kernel
-//! makes it wait (`cni/design.rs`). Then 16 concurrent fastpath ADDs on 16 VFs against
+//! The cycles run in three patterns: interleaved back to back, settled
+//! (idle before each, for a time spread over the tick period), and runs
+//! (each tool's cycles back to back in a row, rounds rotating which tool
+//! goes first), since what ran just before a move, and where in the tick
+//! it starts, change how long the kernel makes it wait (`cni/design.rs`).
+//! Interleaved, a tool's deferred kernel work (journal commits,
+//! writeback, RCU and netns cleanup) lands on whichever tool runs next;
+//! in runs, each tool pays its own. Then 16 concurrent fastpath ADDs on 16 VFs against
 //! 16 single moves and against 16 concurrent minimal movers, each timed
 //! from a settled start. Prints medians, means and ratios as Markdown.
 
 #[path = "cni/bed.rs"]
 mod bed;
+#[path = "cni/concurrency.rs"]
+mod concurrency;
 #[path = "cni/design.rs"]
 mod design;
+#[path = "cni/report.rs"]
+mod report;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -31,33 +39,8 @@ use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use serde_json::{Value, json};
 
-use bed::{Bed, CONCURRENT, run};
-
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-/// Median and mean of a tool's cycles. Moves wait for RCU grace periods
-/// that end on scheduler ticks (4 ms apart at HZ=250), so a median lands
-/// on one step or the next; the mean shows the mix of steps.
-#[derive(Clone, Copy)]
-struct Stat {
-    median: Duration,
-    mean: Duration,
-}
-
-fn stat(mut v: Vec<Duration>) -> Stat {
-    let mean = v.iter().sum::<Duration>() / v.len() as u32;
-    Stat {
-        median: median(&mut v),
-        mean,
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
+use bed::{Bed, run};
+use report::{FASTPATH, FLOOR, FLOOR_UP, HOST_DEVICE, MOVER, Sample, Stat, TOOLS, stat};
 
 /// The DEL half of (c) and (e), in-process: `net1` from the pod back to
 /// the host as `name`.
@@ -122,15 +105,32 @@ struct Tools<'a> {
 /// than the few RCU grace periods (about 4 ms apart at HZ=250) that the
 /// previous cycle's moves and process exits leave running. Each cycle
 /// adds [`design::phase_offset`] to it.
-const SETTLE: Duration = Duration::from_millis(30);
+pub const SETTLE: Duration = Duration::from_millis(30);
 
-/// The tools, as indices into a run's results.
-const TOOLS: usize = 5;
-const FASTPATH: usize = 0;
-const HOST_DEVICE: usize = 1;
-const FLOOR: usize = 2;
-const MOVER: usize = 3;
-const FLOOR_UP: usize = 4;
+/// One ADD+DEL cycle by tool `which`; `n` names its container.
+fn one_cycle(bed: &Bed, t: &Tools, which: usize, n: usize) -> Sample {
+    let c = format!("c{n}");
+    let cpu = report::children_cpu();
+    let start = Instant::now();
+    match which {
+        FASTPATH => {
+            bed.exec(t.fastpath, "ADD", &c, "net1", &bed.fastpath_conf(0));
+            bed.exec(t.fastpath, "DEL", &c, "net1", &bed.fastpath_conf(0));
+        }
+        HOST_DEVICE => {
+            bed.exec(t.host_device, "ADD", &c, "net1", t.hd_conf);
+            bed.exec(t.host_device, "DEL", &c, "net1", t.hd_conf);
+        }
+        FLOOR => floor_cycle(t.host, t.pod, t.v0),
+        MOVER => mover_cycle(bed, t.v0),
+        FLOOR_UP => floor_up_cycle(t.host, t.pod, t.v0),
+        _ => unreachable!("tool {which}"),
+    }
+    Sample {
+        wall: start.elapsed(),
+        cpu: report::children_cpu().saturating_sub(cpu),
+    }
+}
 
 /// `iters` ADD+DEL cycles by each tool, in the order of `seq` (see
 /// [`design::sequence`]), round and round: each tool comes right after
@@ -139,37 +139,54 @@ const FLOOR_UP: usize = 4;
 /// exit), and a fixed order would hand that cost to whichever ran after
 /// the heaviest exit. With `settle`, each cycle starts after that long
 /// plus the tool's next phase offset.
-fn cycles(
+fn interleaved(
     bed: &Bed,
     t: &Tools,
     seq: &[usize],
     iters: usize,
     settle: Option<Duration>,
 ) -> [Stat; TOOLS] {
-    let mut runs: [Vec<Duration>; TOOLS] = Default::default();
+    let mut runs: [Vec<Sample>; TOOLS] = Default::default();
     for (n, &which) in seq.iter().cycle().take(iters * TOOLS).enumerate() {
         if let Some(settle) = settle {
             std::thread::sleep(settle + design::phase_offset(runs[which].len()));
         }
-        let c = format!("c{n}");
-        let start = Instant::now();
-        match which {
-            FASTPATH => {
-                bed.exec(t.fastpath, "ADD", &c, "net1", &bed.fastpath_conf(0));
-                bed.exec(t.fastpath, "DEL", &c, "net1", &bed.fastpath_conf(0));
-            }
-            HOST_DEVICE => {
-                bed.exec(t.host_device, "ADD", &c, "net1", t.hd_conf);
-                bed.exec(t.host_device, "DEL", &c, "net1", t.hd_conf);
-            }
-            FLOOR => floor_cycle(t.host, t.pod, t.v0),
-            MOVER => mover_cycle(bed, t.v0),
-            FLOOR_UP => floor_up_cycle(t.host, t.pod, t.v0),
-            _ => unreachable!("tool {which}"),
-        }
-        runs[which].push(start.elapsed());
+        runs[which].push(one_cycle(bed, t, which, n));
     }
-    runs.map(stat)
+    runs.map(|v| stat(&v))
+}
+
+/// The order of the tools in round `r` of the runs pattern: all of them,
+/// starting with tool `r mod TOOLS`.
+fn rotation(r: usize) -> Vec<usize> {
+    (0..TOOLS).map(|k| (r + k) % TOOLS).collect()
+}
+
+/// The runs pattern, as the issue measured it: in each of `rounds`
+/// rounds, each tool runs its `iters` cycles back to back in a row, the
+/// tools in [`rotation`] order. Interleaving hands the deferred kernel
+/// work a cycle leaves (a journal commit, writeback, RCU callbacks of a
+/// process exit or a netns move) to the next tool; here a tool meets its
+/// own, as a runtime attaching pods one after another would. Returns
+/// each round's statistics and those over all cycles.
+fn runs(bed: &Bed, t: &Tools, iters: usize, rounds: usize) -> (Vec<[Stat; TOOLS]>, [Stat; TOOLS]) {
+    let mut all: [Vec<Sample>; TOOLS] = Default::default();
+    let mut per_round = Vec::with_capacity(rounds);
+    let mut n = 0;
+    for r in 0..rounds {
+        let mut this: [Vec<Sample>; TOOLS] = Default::default();
+        for which in rotation(r) {
+            for _ in 0..iters {
+                this[which].push(one_cycle(bed, t, which, n));
+                n += 1;
+            }
+        }
+        for (which, v) in this.iter().enumerate() {
+            all[which].extend_from_slice(v);
+        }
+        per_round.push(this.map(|v| stat(&v)));
+    }
+    (per_round, all.map(|v| stat(&v)))
 }
 
 fn main() {
@@ -214,9 +231,19 @@ fn main() {
         pod: &pod,
         v0: &v0,
     };
-    let back_to_back = cycles(&bed, &tools, &seq, iters, None);
-    let settled = cycles(&bed, &tools, &seq, iters, Some(SETTLE));
-    let concurrent = concurrency(&bed, fastpath, &host, &pod, iters.div_ceil(4).max(3));
+    // Rounds of the runs pattern: whole multiples of TOOLS, so that each
+    // tool goes first equally often.
+    let rounds = std::env::var("FASTPATH_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or(2 * TOOLS)
+        .max(1)
+        .next_multiple_of(TOOLS);
+    let back_to_back = interleaved(&bed, &tools, &seq, iters, None);
+    let (round_stats, runs_all) = runs(&bed, &tools, iters, rounds);
+    let settled = interleaved(&bed, &tools, &seq, iters, Some(SETTLE));
+    let concurrent =
+        concurrency::concurrency(&bed, fastpath, &host, &pod, iters.div_ceil(4).max(3));
 
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     // findmnt names ext4 as such; `stat -f` reports its magic as ext2/ext3.
@@ -231,7 +258,7 @@ fn main() {
         })
         .unwrap_or_default();
     println!(
-        "`hack/bench.d/cni`: {iters} cycles per tool in each run, in a cyclic order where each tool follows each other once ({seq:?}), kernel {}, {} CPUs, state dir {} ({fs}), binary {fastpath}.",
+        "`hack/bench.d/cni`: {iters} cycles per tool in each interleaved run, in a cyclic order where each tool follows each other once ({seq:?}); runs pattern: {rounds} rounds of {iters} cycles per tool in a row; kernel {}, {} CPUs, state dir {} ({fs}), binary {fastpath}.",
         kernel.trim(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         bed.state.path().display()
@@ -241,157 +268,9 @@ fn main() {
         SETTLE.as_millis(),
         (SETTLE + design::PHASE_SPAN).as_millis()
     );
-    for (run, stats) in [
-        ("back to back", back_to_back),
-        (settled_title.as_str(), settled),
-    ] {
-        print_cycles(run, &stats);
-    }
+    report::print_cycles("interleaved back to back", &back_to_back);
+    let orders: Vec<Vec<usize>> = (0..rounds).map(rotation).collect();
+    report::print_runs(&orders, &round_stats, &runs_all);
+    report::print_cycles(&settled_title, &settled);
     concurrent.print();
-}
-
-fn print_cycles(run: &str, stats: &[Stat; TOOLS]) {
-    let floor = stats[FLOOR];
-    let vs = |d: Duration, f: Duration| (d.as_secs_f64() - f.as_secs_f64()) * 1e3;
-    println!();
-    println!(
-        "| one ADD+DEL cycle on a veth stand-in, {run} | median | mean | vs floor (median) | vs floor (mean) |"
-    );
-    println!("|---|---|---|---|---|");
-    for (what, which) in [
-        ("(a) fastpath binary (ADD exec + DEL exec)", FASTPATH),
-        (
-            "(b) Debian host-device 1.1.1, same veth, same config",
-            HOST_DEVICE,
-        ),
-        (
-            "(c) kernel floor: two single-message netns moves in-process",
-            FLOOR,
-        ),
-        (
-            "(d) minimal static C mover, exec'd: move+rename+up, then move back",
-            MOVER,
-        ),
-        ("(e) the messages of (d), in-process", FLOOR_UP),
-    ] {
-        let d = stats[which];
-        println!(
-            "| {what} | {} | {} | {:+.2} ms | {:+.2} ms |",
-            ms(d.median),
-            ms(d.mean),
-            vs(d.median, floor.median),
-            vs(d.mean, floor.mean)
-        );
-    }
-    let (fp, hd, mv) = (stats[FASTPATH], stats[HOST_DEVICE], stats[MOVER]);
-    println!();
-    for (stat, pick) in [
-        ("medians", (|s: Stat| s.median) as fn(Stat) -> Duration),
-        ("means", |s: Stat| s.mean),
-    ] {
-        let ratio = |a: Stat, b: Stat| pick(a).as_secs_f64() / pick(b).as_secs_f64();
-        println!(
-            "{run}, {stat}: fastpath / host-device = {:.2} (target <= 0.80; minimal mover {:.2}); fastpath - floor = {:.2} ms (target <= 3 ms; minimal mover {:.2} ms).",
-            ratio(fp, hd),
-            ratio(mv, hd),
-            vs(pick(fp), pick(floor)),
-            vs(pick(mv), pick(floor)),
-        );
-    }
-}
-
-/// Medians of the concurrency phase, each from a settled start (spread
-/// over the tick like the settled cycles; each of the three phases takes
-/// the offsets in the same order).
-struct Concurrency {
-    rounds: usize,
-    adds: Duration,
-    singles: Duration,
-    movers: Duration,
-}
-
-impl Concurrency {
-    fn print(&self) {
-        println!();
-        println!("| 16 VFs ({} rounds) | median |", self.rounds);
-        println!("|---|---|");
-        println!("| 16 concurrent fastpath ADDs (wall) | {} |", ms(self.adds));
-        println!(
-            "| 16 single moves in-process, one after another | {} |",
-            ms(self.singles)
-        );
-        println!(
-            "| 16 concurrent minimal movers, move+rename+up (wall) | {} |",
-            ms(self.movers)
-        );
-        println!();
-        println!(
-            "concurrent ADDs / single moves = {:.2} (target <= 1.2); concurrent minimal movers / single moves = {:.2}.",
-            self.adds.as_secs_f64() / self.singles.as_secs_f64(),
-            self.movers.as_secs_f64() / self.singles.as_secs_f64()
-        );
-    }
-}
-
-/// 16 concurrent ADDs on 16 VFs, 16 in-process single moves one after
-/// another, and 16 concurrent minimal movers, `rounds` times each.
-fn concurrency(bed: &Bed, fastpath: &str, host: &NetNs, pod: &NetNs, rounds: usize) -> Concurrency {
-    let (mut adds, mut singles, mut movers) = (Vec::new(), Vec::new(), Vec::new());
-    let pod_path = bed.netns_path();
-    let pod_path = pod_path.to_str().unwrap();
-    for r in 0..rounds {
-        std::thread::sleep(SETTLE + design::phase_offset(r));
-        let t = Instant::now();
-        std::thread::scope(|s| {
-            for i in 1..=CONCURRENT {
-                s.spawn(move || {
-                    bed.exec(
-                        fastpath,
-                        "ADD",
-                        &format!("r{r}v{i}"),
-                        &format!("net{i}"),
-                        &bed.fastpath_conf(i),
-                    );
-                });
-            }
-        });
-        adds.push(t.elapsed());
-        for i in 1..=CONCURRENT {
-            bed.exec(
-                fastpath,
-                "DEL",
-                &format!("r{r}v{i}"),
-                &format!("net{i}"),
-                &bed.fastpath_conf(i),
-            );
-        }
-        // 16 single moves, one after the other, then back (not timed).
-        let mut nl = Netlink::open().unwrap();
-        std::thread::sleep(SETTLE + design::phase_offset(r));
-        let t = Instant::now();
-        for i in 1..=CONCURRENT {
-            let l = nl.require_link(&bed.veths[i]).unwrap();
-            nl.move_to_netns(&l, pod.raw_fd(), &format!("net{i}"))
-                .unwrap();
-        }
-        singles.push(t.elapsed());
-        bed.move_all_home(host, pod);
-        // 16 concurrent minimal movers: what the process model alone costs.
-        std::thread::sleep(SETTLE + design::phase_offset(r));
-        let t = Instant::now();
-        std::thread::scope(|s| {
-            for i in 1..=CONCURRENT {
-                let (mover, name) = (bed.mover.to_str().unwrap(), format!("net{i}"));
-                s.spawn(move || run(mover, &["-", &bed.veths[i], pod_path, &name, "up"]));
-            }
-        });
-        movers.push(t.elapsed());
-        bed.move_all_home(host, pod);
-    }
-    Concurrency {
-        rounds,
-        adds: median(&mut adds),
-        singles: median(&mut singles),
-        movers: median(&mut movers),
-    }
 }

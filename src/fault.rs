@@ -23,7 +23,10 @@ pub const CRASH_AT_ENV: &str = "FASTPATH_CRASH_AT";
 
 /// Every crash point, in the order a run passes them.
 pub const POINTS: &[&str] = &[
-    // CNI ADD: the record is on disk, then each step of the plan.
+    // CNI ADD: the record written into its slot but not yet synced (only
+    // when the VF's slot file exists from an earlier ADD), the record on
+    // disk, then each step of the plan.
+    "cni.add.before.record_sync",
     "cni.add.after.record",
     "cni.add.after.pf_side.mac",
     "cni.add.after.pf_side.vlan",

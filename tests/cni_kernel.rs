@@ -183,11 +183,11 @@ fn a_corrupt_record_is_set_aside_and_del_still_brings_the_vf_home() {
     let env = h.env("c", "net1", Some(&pod));
     let conf = h.conf("1.0.0", 0, json!({}));
     assert_eq!(h.cni("ADD", &env, &conf).0, 0);
-    let rec = h
-        .state
-        .path()
-        .join("cni")
-        .join(format!("{}.json", h.vfs[0].pci));
+    // A slot torn by a power loss is not corrupt (the other slot is
+    // read); a record an earlier version left can be, as can any file.
+    let dir = h.state.path().join("cni");
+    std::fs::remove_file(dir.join(format!("{}.rec", h.vfs[0].pci))).unwrap();
+    let rec = dir.join(format!("{}.json", h.vfs[0].pci));
     std::fs::write(&rec, b"{\"version\": 1, \"pci\": ").unwrap();
     let (code, out) = h.cni("DEL", &env, &conf);
     assert_eq!(code, 0, "{out}");
@@ -198,6 +198,38 @@ fn a_corrupt_record_is_set_aside_and_del_still_brings_the_vf_home() {
         rec.with_extension("json.corrupt").exists(),
         "kept for a human"
     );
+}
+
+/// A record the previous version left (`<pci>.json`, pretty JSON, no slot
+/// file) is found and restored by this version's DEL: a node keeps its
+/// attachments across an upgrade.
+#[test]
+fn del_restores_a_record_an_earlier_version_left() {
+    let mut h = Host::new("up", 1);
+    let pod = h.pod(0);
+    let env = h.env("c", "net1", Some(&pod));
+    let conf = h.conf("1.1.0", 0, json!({}));
+    let (code, res) = h.cni("ADD", &env, &conf);
+    assert_eq!(code, 0, "{res}");
+    let pci = h.vfs[0].pci.parse().unwrap();
+    let rec = fastpath::cni::records::load(h.state.path(), pci)
+        .unwrap()
+        .unwrap();
+    let dir = h.state.path().join("cni");
+    std::fs::remove_file(dir.join(format!("{pci}.rec"))).unwrap();
+    let old = dir.join(format!("{pci}.json"));
+    std::fs::write(&old, serde_json::to_vec_pretty(&rec).unwrap()).unwrap();
+    assert_eq!(h.records(), [format!("{pci}.json")]);
+    let (code, out) = h.cni("DEL", &env, &conf);
+    assert_eq!(code, 0, "{out}");
+    assert!(ns_link(&pod, "net1").is_none());
+    h.assert_vf_home(0);
+    assert!(h.records().is_empty() && !old.exists());
+    // And the VF attaches again, into a slot file.
+    assert_eq!(h.cni("ADD", &env, &conf).0, 0);
+    assert_eq!(h.records(), [format!("{pci}.rec")]);
+    assert_eq!(h.cni("DEL", &env, &conf).0, 0);
+    assert!(h.records().is_empty());
 }
 
 #[test]

@@ -104,15 +104,16 @@ pub fn add(env: &CniEnv, conf: &Config, hook: &dyn StepHook) -> CniResult<Value>
             cni_args: env.args_string(),
         }),
     };
-    // Wholly on disk, directory entry included, before the first change.
-    // The directory's fsync used to run on a helper thread during the
+    // On stable storage before the first change: the slot's fdatasync (the
+    // VF's first record: the new file's fsync, rename and directory
+    // fsync). The directory's fsync used to run on a helper thread during the
     // move; that thread's exit set off an RCU grace period the move then
     // had to wait out (docs/PERFORMANCE-CNI-HISTORY.md, "The record's
     // directory is fsynced before the move").
     if let Err(e) = records::save(&env.state_dir, &record, Durability::Full) {
-        // Nothing has changed yet: a record left behind (a failed
-        // directory fsync comes after the rename) would only make a retry
-        // of this ADD find the VF busy.
+        // Nothing has changed yet: a record left behind (a failed fsync
+        // comes after the write) would only make a retry of this ADD find
+        // the VF busy.
         let _ = records::remove(&env.state_dir, pci);
         return Err(e);
     }
@@ -138,8 +139,9 @@ pub fn add(env: &CniEnv, conf: &Config, hook: &dyn StepHook) -> CniResult<Value>
             record.reached = steps.len();
             record.phase = Phase::Attached;
             record.result = Some(shaped.clone());
-            // Atomic is enough: the Adding record already on disk leads a
-            // later DEL or GC to the same undo.
+            // Unsynced is enough: a power loss leaves this record or the
+            // Adding one in the other slot, which leads a later DEL or GC
+            // to the same undo.
             records::save(&env.state_dir, &record, Durability::Atomic)?;
             if let Some(path) = &conf.device_info_file {
                 write_device_info(path, &dev)?;

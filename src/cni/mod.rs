@@ -21,6 +21,7 @@ mod owner;
 pub mod plan;
 pub mod records;
 pub mod result;
+mod slots;
 pub mod undo;
 
 use std::fs::OpenOptions;

@@ -1,7 +1,14 @@
-//! Durable attachment records, one per VF under `<state>/cni/<pci>.json`:
-//! who holds the VF, its original state, and how far ADD got. Written by
-//! temp file + fsync + rename (+ fsync of the directory) before the first
-//! change, so a crash at any point leaves enough to undo it.
+//! Durable attachment records, one per VF under `<state>/cni/<pci>.rec`:
+//! who holds the VF, its original state, and how far ADD got. The file
+//! has two slots written in place with sequence numbers and checksums
+//! (`super::slots`); ADD's first write is `fdatasync`ed before the first
+//! change, so a crash at any point leaves enough to undo it. The file
+//! itself is made once per VF (temp file + fsync + rename + fsync of the
+//! directory) and stays: removing a record writes an empty slot.
+//!
+//! Records of earlier versions (`<pci>.json`, one JSON document, replaced
+//! by rename) are still read, restored and removed: a node keeps its
+//! attachments across an upgrade.
 //!
 //! [`list`] is the public read API for the agent and provisioning.
 
@@ -14,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{CniError, CniResult};
 use super::plan::Step;
+use super::slots::{self, SlotFile};
 use crate::netlink::vf::VfState;
 use crate::pci::PciAddress;
 
@@ -153,7 +161,13 @@ pub fn records_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("cni")
 }
 
-fn record_path(state_dir: &Path, pci: PciAddress) -> PathBuf {
+/// `<state>/cni/<pci>.rec`: the record's slot file.
+fn slot_path(state_dir: &Path, pci: PciAddress) -> PathBuf {
+    records_dir(state_dir).join(format!("{pci}.rec"))
+}
+
+/// `<state>/cni/<pci>.json`: a record as earlier versions wrote it.
+fn legacy_path(state_dir: &Path, pci: PciAddress) -> PathBuf {
     records_dir(state_dir).join(format!("{pci}.json"))
 }
 
@@ -169,10 +183,15 @@ pub fn ensure_dir(dir: &Path) -> CniResult<()> {
 /// How hard a write insists on reaching the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// fsync the temp file before the rename, and the directory after it.
+    /// On stable storage when the call returns: a record slot's
+    /// `fdatasync`; for a whole file, fsync of the temp file before the
+    /// rename and of the directory after it.
     Full,
-    /// Rename only: atomic against a process crash, not a power loss. For
-    /// writes that only refine a record already on disk.
+    /// No sync: a process crash leaves the new content or the old one.
+    /// After a power loss a record slot reads as the new record or the
+    /// previous one (a torn slot fails its checksum); a whole file
+    /// replaced by rename has no such promise. For writes that only refine
+    /// a record already on disk.
     Atomic,
 }
 
@@ -224,11 +243,30 @@ fn sync_dir(dir: &Path) -> CniResult<()> {
         .map_err(|e| CniError::io(format!("syncing {}", dir.display()), e))
 }
 
-/// Saves a record (creating `<state>/cni` 0700 if needed).
+/// Saves a record (creating `<state>/cni` 0700 if needed). With
+/// [`Durability::Full`] it is on stable storage when this returns.
+///
+/// Into the VF's slot file when it exists and the record fits: one
+/// `pwrite` (and `fdatasync`), nothing else changes on disk. Otherwise
+/// (the VF's first record on this node, or one larger than its slots) a
+/// new slot file replaces it as a whole, temp file + rename.
 pub fn save(state_dir: &Path, r: &Record, durability: Durability) -> CniResult<()> {
+    let path = slot_path(state_dir, r.pci);
+    let bytes = serde_json::to_vec(r).map_err(|e| CniError::io("encoding record", e))?;
+    let io = |what: &str, e: std::io::Error| CniError::io(format!("{what} {}", path.display()), e);
+    match SlotFile::open(&path) {
+        Ok(Some(mut f)) if f.fits(bytes.len()) => {
+            return f
+                .write(&bytes, durability == Durability::Full)
+                .map_err(|e| io("writing", e));
+        }
+        Ok(_) => {}
+        // Missing records dir: made below.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("opening", e)),
+    }
     let dir = records_dir(state_dir);
-    // Only a full save asks whether the dir is new (one stat saved on the
-    // others).
+    // Only a full save asks whether the dir is new.
     let new_dir = durability == Durability::Full && !dir.is_dir();
     ensure_dir(&dir)?;
     if new_dir {
@@ -236,46 +274,92 @@ pub fn save(state_dir: &Path, r: &Record, durability: Durability) -> CniResult<(
         // dir must reach the disk too, or the record could vanish with it.
         sync_dir(state_dir)?;
     }
-    let bytes = serde_json::to_vec_pretty(r).map_err(|e| CniError::io("encoding record", e))?;
-    write_atomic(&record_path(state_dir, r.pci), &bytes, durability)
+    write_atomic(&path, &slots::new_file_image(1, &bytes), durability)
+}
+
+fn decode(bytes: &[u8], path: &Path) -> CniResult<Record> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        CniError::new(
+            super::error::code::DECODE,
+            format!("corrupt record {}", path.display()),
+            e.to_string(),
+        )
+    })
+}
+
+/// The newest live payload of a VF's slot file, if any. An emptied file
+/// (most of them: every VF once attached keeps one) costs two header
+/// reads, so listing all records stays cheap.
+fn live_slot(path: &Path) -> CniResult<Option<Vec<u8>>> {
+    let newest = match fs::File::open(path) {
+        Ok(f) => slots::newest_of(&f),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => Err(e),
+    };
+    newest
+        .map(|n| n.map(|n| n.payload).filter(|p| !p.is_empty()))
+        .map_err(|e| CniError::io(format!("reading {}", path.display()), e))
 }
 
 /// The record of a VF, if any. A corrupt record is an error naming it.
+/// A live slot record wins; without one, a record an earlier version
+/// left is read.
 pub fn load(state_dir: &Path, pci: PciAddress) -> CniResult<Option<Record>> {
-    let path = record_path(state_dir, pci);
+    let path = slot_path(state_dir, pci);
+    if let Some(p) = live_slot(&path)? {
+        return decode(&p, &path).map(Some);
+    }
+    let path = legacy_path(state_dir, pci);
     match fs::read(&path) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-            CniError::new(
-                super::error::code::DECODE,
-                format!("corrupt record {}", path.display()),
-                e.to_string(),
-            )
-        }),
+        Ok(b) => decode(&b, &path).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(CniError::io(format!("reading {}", path.display()), e)),
     }
 }
 
-/// Removes a VF's record (after restoration completed).
+/// Removes a VF's record (after restoration completed): an empty slot
+/// in its slot file, and the earlier versions' file if there is one.
 pub fn remove(state_dir: &Path, pci: PciAddress) -> CniResult<()> {
-    let path = record_path(state_dir, pci);
-    match fs::remove_file(&path) {
-        // Not synced: a record that reappears after a power loss names a
-        // netns that no longer exists, and restoring it again is harmless.
+    let path = slot_path(state_dir, pci);
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        CniError::io(format!("{what} {}", p.display()), e)
+    };
+    if let Some(mut f) = SlotFile::open(&path).map_err(|e| io("opening", &path, e))?
+        && f.newest().is_some_and(|n| !n.payload.is_empty())
+    {
+        // Not synced: a record that reappears after a power loss names an
+        // attachment already restored, and restoring it again is harmless
+        // (every undo step tolerates a VF already home). The next durable
+        // write to the file flushes it anyway.
+        f.write(&[], false).map_err(|e| io("writing", &path, e))?;
+    }
+    let legacy = legacy_path(state_dir, pci);
+    match fs::remove_file(&legacy) {
+        // Not synced either, for the same reason.
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(CniError::io(format!("removing {}", path.display()), e)),
+        Err(e) => Err(io("removing", &legacy, e)),
     }
 }
 
-/// Moves an unreadable record aside to `<pci>.json.corrupt` (which
-/// [`load_all`] ignores), keeping it for inspection.
+/// Moves an unreadable record aside to `<pci>.rec.corrupt` (or
+/// `<pci>.json.corrupt` for an earlier version's), which [`load_all`]
+/// ignores, keeping it for inspection.
 pub fn quarantine(state_dir: &Path, pci: PciAddress) -> CniResult<()> {
-    let path = record_path(state_dir, pci);
-    let aside = path.with_extension("json.corrupt");
+    let slot = slot_path(state_dir, pci);
+    let path = match live_slot(&slot)? {
+        Some(p) if decode(&p, &slot).is_err() => slot,
+        _ => legacy_path(state_dir, pci),
+    };
+    let mut aside = path.clone().into_os_string();
+    aside.push(".corrupt");
     fs::rename(&path, &aside).map_err(|e| {
         CniError::io(
-            format!("moving {} to {}", path.display(), aside.display()),
+            format!(
+                "moving {} to {}",
+                path.display(),
+                Path::new(&aside).display()
+            ),
             e,
         )
     })
@@ -290,16 +374,21 @@ pub fn load_all(state_dir: &Path) -> CniResult<Vec<Record>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(CniError::io(format!("listing {}", dir.display()), e)),
     };
+    // A VF may have both files (an earlier version's record restored and
+    // its slot file made since); load reads each VF once.
+    let pcis: std::collections::BTreeSet<PciAddress> = rd
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let name = name.to_str()?;
+            name.strip_suffix(".rec")
+                .or_else(|| name.strip_suffix(".json"))?
+                .parse::<PciAddress>()
+                .ok()
+        })
+        .collect();
     let mut out = Vec::new();
-    for entry in rd.flatten() {
-        let name = entry.file_name();
-        let Some(pci) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".json"))
-            .and_then(|n| n.parse::<PciAddress>().ok())
-        else {
-            continue;
-        };
+    for pci in pcis {
         match load(state_dir, pci) {
             Ok(Some(r)) => out.push(r),
             Ok(None) => {}
@@ -376,7 +465,7 @@ mod tests {
             fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
             0o700
         );
-        let file = dir.join("0000:3b:01.1.json");
+        let file = dir.join("0000:3b:01.1.rec");
         assert_eq!(
             fs::metadata(&file).unwrap().permissions().mode() & 0o777,
             0o600
@@ -397,16 +486,72 @@ mod tests {
                 .map(|r| r.pci),
             Some(a.pci)
         );
+        // A second save goes into the file in place, the first one too.
+        let mut a2 = a.clone();
+        a2.phase = Phase::Attached;
+        save(state.path(), &a2, Durability::Atomic).unwrap();
+        assert_eq!(load(state.path(), a.pci).unwrap(), Some(a2));
         remove(state.path(), a.pci).unwrap();
         remove(state.path(), a.pci).unwrap();
+        assert_eq!(load(state.path(), a.pci).unwrap(), None);
         assert_eq!(list(state.path()).unwrap().len(), 1);
-        // No temp files are left behind.
-        let names: Vec<_> = fs::read_dir(&dir)
+        // No temp files are left behind; the emptied slot file stays for
+        // the VF's next record.
+        let mut names: Vec<_> = fs::read_dir(&dir)
             .unwrap()
             .flatten()
             .map(|e| e.file_name().into_string().unwrap())
             .collect();
-        assert_eq!(names, ["0000:3b:01.0.json"]);
+        names.sort();
+        assert_eq!(names, ["0000:3b:01.0.rec", "0000:3b:01.1.rec"]);
+        save(state.path(), &a, Durability::Full).unwrap();
+        assert_eq!(load(state.path(), a.pci).unwrap(), Some(a.clone()));
+    }
+
+    /// A record as the previous version wrote it: `<pci>.json`, pretty
+    /// JSON, replaced by rename.
+    fn write_legacy(state: &Path, r: &Record) -> PathBuf {
+        let path = legacy_path(state, r.pci);
+        ensure_dir(path.parent().unwrap()).unwrap();
+        write_durably(&path, &serde_json::to_vec_pretty(r).unwrap()).unwrap();
+        path
+    }
+
+    #[test]
+    fn an_earlier_versions_record_is_read_listed_and_removed() {
+        let state = tempfile::tempdir().unwrap();
+        let old = record("0000:3b:01.2", "old");
+        let path = write_legacy(state.path(), &old);
+        assert_eq!(load(state.path(), old.pci).unwrap(), Some(old.clone()));
+        assert_eq!(
+            find_attachment(state.path(), "old", "net1").unwrap(),
+            Some(old.clone())
+        );
+        assert_eq!(list(state.path()).unwrap().len(), 1);
+        remove(state.path(), old.pci).unwrap();
+        assert!(!path.exists());
+        assert_eq!(load(state.path(), old.pci).unwrap(), None);
+        // Restored, then attached again: the new record is a slot file;
+        // listed once even while an earlier version's file is also there.
+        let new = record("0000:3b:01.2", "new");
+        save(state.path(), &new, Durability::Full).unwrap();
+        write_legacy(state.path(), &old);
+        assert_eq!(load(state.path(), new.pci).unwrap(), Some(new.clone()));
+        assert_eq!(list(state.path()).unwrap().len(), 1);
+        remove(state.path(), new.pci).unwrap();
+        assert_eq!(load(state.path(), new.pci).unwrap(), None);
+    }
+
+    #[test]
+    fn a_record_too_big_for_its_slots_gets_a_bigger_file() {
+        let state = tempfile::tempdir().unwrap();
+        let mut r = record("0000:3b:01.3", "c");
+        save(state.path(), &r, Durability::Full).unwrap();
+        r.result = Some(serde_json::Value::String("x".repeat(slots::MIN_SLOT)));
+        save(state.path(), &r, Durability::Full).unwrap();
+        assert_eq!(load(state.path(), r.pci).unwrap(), Some(r.clone()));
+        let len = fs::metadata(slot_path(state.path(), r.pci)).unwrap().len();
+        assert_eq!(len, 4 * slots::MIN_SLOT as u64);
     }
 
     #[test]
@@ -425,5 +570,17 @@ mod tests {
         assert!(e.msg.contains("0000:3b:01.1.json"), "{e}");
         assert_eq!(list(state.path()).unwrap().len(), 1);
         assert!(list(Path::new("/nonexistent/state")).unwrap().is_empty());
+        quarantine(state.path(), "0000:3b:01.1".parse().unwrap()).unwrap();
+        assert!(bad.with_extension("json.corrupt").exists());
+        // A slot whose checksum holds but whose JSON does not parse (a
+        // bug, not a torn write) is named and quarantined the same way.
+        let pci: PciAddress = "0000:3b:01.2".parse().unwrap();
+        let path = slot_path(state.path(), pci);
+        fs::write(&path, slots::new_file_image(1, b"{truncated")).unwrap();
+        let e = load(state.path(), pci).unwrap_err();
+        assert!(e.msg.contains("0000:3b:01.2.rec"), "{e}");
+        quarantine(state.path(), pci).unwrap();
+        assert!(path.with_extension("rec.corrupt").exists());
+        assert_eq!(load(state.path(), pci).unwrap(), None);
     }
 }

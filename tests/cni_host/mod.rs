@@ -263,11 +263,25 @@ impl Host {
         (code, v)
     }
 
-    /// Record files left in the state dir.
+    /// Files in the state dir that hold a record: a slot file (`.rec`)
+    /// whose newest slot is a record (it stays, emptied, after DEL), or an
+    /// earlier version's `.json`; an unreadable one counts too.
     pub fn records(&self) -> Vec<String> {
         list_names(&self.state.path().join("cni"))
             .into_iter()
-            .filter(|n| n.ends_with(".json"))
+            .filter(|n| {
+                let Some(pci) = n
+                    .strip_suffix(".rec")
+                    .or_else(|| n.strip_suffix(".json"))
+                    .and_then(|p| p.parse().ok())
+                else {
+                    return false;
+                };
+                !matches!(
+                    fastpath::cni::records::load(self.state.path(), pci),
+                    Ok(None)
+                )
+            })
             .collect()
     }
 

@@ -41,7 +41,7 @@ pub fn check(w: &World, pending_dels: bool) -> Vec<String> {
             Slot::Attached(a) => {
                 live_cids.insert(a.cid.clone());
                 live_netns.insert(a.netns.clone());
-                record_files.insert(format!("{}.json", vf.pci));
+                record_files.insert(format!("{}.rec", vf.pci));
                 let want_ns = Path::new("/run/netns").join(&a.netns);
                 match rec {
                     Some(r)
@@ -69,7 +69,7 @@ pub fn check(w: &World, pending_dels: bool) -> Vec<String> {
             Slot::Dead(a) if pending_dels => {
                 live_cids.insert(a.cid.clone());
                 if let Some(r) = rec {
-                    record_files.insert(format!("{}.json", vf.pci));
+                    record_files.insert(format!("{}.rec", vf.pci));
                     if r.container_id != a.cid {
                         bad.push(format!(
                             "VF {i}: DEL pending for {} but record is {}",
@@ -82,7 +82,11 @@ pub fn check(w: &World, pending_dels: bool) -> Vec<String> {
             Slot::Busy(_) => bad.push(format!("VF {i}: still claimed after quiesce")),
         }
     }
-    bad.extend(stray_files(&state.join("cni"), &record_files));
+    // Every VF's slot file stays once made, emptied when its record goes.
+    let slot_files: BTreeSet<String> = (0..slots.len())
+        .map(|i| format!("{}.rec", w.host.vfs[i].pci))
+        .collect();
+    bad.extend(stray_files(&state.join("cni"), &record_files, &slot_files));
     bad.extend(held_locks(&state.join("cni/locks")));
     bad.extend(stray_leases(w, &live_cids));
     bad.extend(stray_links(w, &slots));
@@ -90,13 +94,17 @@ pub fn check(w: &World, pending_dels: bool) -> Vec<String> {
     bad
 }
 
-/// `<state>/cni` holds the live attachments' records and the lock dir only
-/// (no temp files, no quarantined records).
-fn stray_files(dir: &Path, records: &BTreeSet<String>) -> Vec<String> {
+/// `<state>/cni` holds the VFs' slot files (live records among them) and
+/// the lock dir only (no temp files, no quarantined records).
+fn stray_files(
+    dir: &Path,
+    records: &BTreeSet<String>,
+    slot_files: &BTreeSet<String>,
+) -> Vec<String> {
     let names = names(dir);
     let mut bad: Vec<String> = names
         .iter()
-        .filter(|n| n.as_str() != "locks" && !records.contains(*n))
+        .filter(|n| n.as_str() != "locks" && !slot_files.contains(*n))
         .map(|n| format!("stray file in the records dir: {n}"))
         .collect();
     for r in records {

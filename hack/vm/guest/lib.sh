@@ -316,3 +316,42 @@ ms_since() { echo $((($(uptime_cs) - $1) * 10)); }
 
 # secs_ms MS: "1.234".
 secs_ms() { printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)); }
+
+# Whether the CNI holds a record for the VF at PCI address $1 in DIR
+# (default $FASTPATH_STATE_DIR/cni): an earlier version's <pci>.json, or
+# a slot file <pci>.rec whose newest slot is not empty (the file stays,
+# emptied, when the record is removed). Layout in src/cni/slots.rs; the
+# checksums are not checked here (no write is torn in the VM).
+cni_record_live() { # PCI [DIR]
+    _dir=${2:-$FASTPATH_STATE_DIR/cni}
+    [ -e "$_dir/$1.json" ] && return 0
+    _f=$_dir/$1.rec
+    [ -e "$_f" ] || return 1
+    _half=$(($(wc -c <"$_f") / 2))
+    _best=-1
+    _len=0
+    for _off in 0 "$_half"; do
+        # shellcheck disable=SC2046 # the header's 24 bytes, one argument each
+        set -- $(od -An -v -t u1 -j "$_off" -N 24 "$_f")
+        [ "$1 $2 $3 $4 $5" = "70 80 82 69 67" ] || continue # "FPREC"
+        shift 8
+        _seq=$(($1 | $2 << 8 | $3 << 16 | $4 << 24 | $5 << 32 | $6 << 40 | $7 << 48))
+        shift 8
+        _l=$(($1 | $2 << 8 | $3 << 16 | $4 << 24))
+        if [ "$_seq" -gt "$_best" ]; then
+            _best=$_seq
+            _len=$_l
+        fi
+    done
+    [ "$_len" -gt 0 ]
+}
+
+# The PCI addresses the CNI holds a record for in DIR, one a line.
+cni_records_left() { # DIR
+    for _r in "$1"/*.rec "$1"/*.json; do
+        [ -e "$_r" ] || continue
+        _p=$(basename "$_r")
+        _p=${_p%.*}
+        if cni_record_live "$_p" "$1"; then echo "$_p"; fi
+    done
+}

@@ -38,8 +38,7 @@ jq --arg d "$c" '. + {deviceID: $d, pciBusID: $d}' /fastpath-vm/files/nad-net.js
     fail "jq: injecting deviceID"
 run ip netns add "$ns_c"
 cni_ok ADD "$STATE/nad-net-c.json" "$cid_c" "/run/netns/$ns_c" net1 pod-c "$uid_c"
-record=$FASTPATH_STATE_DIR/cni/$c.json
-assert_exists "$record"
+cni_record_live "$c" || fail "no CNI record for $c after ADD"
 run ip netns del "$ns_c"
 returned() { [ -n "$(vf_netdev "$c")" ]; }
 wait_for "$c back in the host netns" 10 returned
@@ -59,7 +58,7 @@ pid=$(state_get agent.pid)
 kill -0 "$pid" || fail "agent (pid $pid) is not running"
 
 # The reconcile ran before the sockets appeared.
-assert_absent "$record"
+! cni_record_live "$c" || fail "the CNI record for $c is still there after the reconcile"
 assert_exists "/sys/class/net/$c_if"
 assert_eq "PCI device behind $c_if" "$c" "$(basename "$(readlink "/sys/class/net/$c_if/device")")"
 assert_eq "$c_if mac mtu" "$c_mac $c_mtu" "$(cat "/sys/class/net/$c_if/address") $(cat "/sys/class/net/$c_if/mtu")"

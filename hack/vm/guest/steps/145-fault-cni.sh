@@ -63,7 +63,7 @@ plain() { # VERB CID: the normal binary, must succeed
 restored() { # CASE
     wait_for "$host_if back in the host" 10 test -e "/sys/class/net/$host_if"
     assert_eq "$1: VF and PF view" "$before" "$(snapshot)"
-    assert_eq "$1: records" "" "$(ls /var/lib/fastpath/cni/*.json 2>/dev/null)"
+    assert_eq "$1: records" "" "$(cni_records_left /var/lib/fastpath/cni)"
     assert_eq "$1: IPAM leases" "" "$(ls "$leases" 2>/dev/null | grep -v -e '^lock$' -e '^last_reserved_ip')"
     assert_eq "$1: links in the pod" "lo" "$(ip -n "$ns" -j link show | jq -r 'map(.ifname) | join(" ")')"
 }
