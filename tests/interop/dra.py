@@ -229,18 +229,20 @@ def spec_env(spec, name):
     return dict(e.split("=", 1) for e in dev[0]["containerEdits"].get("env", []))
 
 
-def check_dpdk_spec(agent, uid, pci, device):
+def check_dpdk_spec(agent, uid, pci):
     with open(cdi_spec(agent, uid)) as f:
         spec = json.load(f)
     expect(spec["kind"] == f"{DRIVER}/vf", f"CDI kind {spec['kind']}")
+    # One CDI device per VF, named by its PCI address (what released
+    # Multus takes as the deviceID), with the env and the vfio nodes.
+    expect([d["name"] for d in spec["devices"]] == [pci], f"CDI devices {spec['devices']}")
     var = env_name(f"{PREFIX}/dra_dpdk")
-    env = spec_env(spec, f"{uid}-vf")
+    env = spec_env(spec, pci)
     expect(env.get(var) == pci, f"{var}={env.get(var)!r}, want {pci}")
     group = f"/dev/vfio/{agent.tree.iommu_group(pci)}"
     info = json.loads(env[var + "_INFO"])
     expect(info[pci]["vfio"]["dev-mount"] == group, f"{var}_INFO {info}")
-    nodes = [d for d in spec["devices"] if d["name"] == f"{uid}-{device}"]
-    expect(len(nodes) == 1, f"no CDI device {uid}-{device}")
+    nodes = [d for d in spec["devices"] if d["name"] == pci]
     paths = [(n["path"], n["permissions"]) for n in nodes[0]["containerEdits"]["deviceNodes"]]
     expect(paths == [("/dev/vfio/vfio", "rw"), (group, "rw")], f"CDI device nodes {paths}")
 
@@ -248,9 +250,9 @@ def check_dpdk_spec(agent, uid, pci, device):
 def check_net_spec(agent, uid, pci):
     with open(cdi_spec(agent, uid)) as f:
         spec = json.load(f)
-    expect([d["name"] for d in spec["devices"]] == [f"{uid}-vf"], f"CDI devices {spec['devices']}")
+    expect([d["name"] for d in spec["devices"]] == [pci], f"CDI devices {spec['devices']}")
     var = env_name(f"{PREFIX}/dra_net")
-    env = spec_env(spec, f"{uid}-vf")
+    env = spec_env(spec, pci)
     expect(env.get(var) == pci, f"{var}={env.get(var)!r}, want {pci}")
     with open(devinfo(agent, "dra_net", pci)) as f:
         di = json.load(f)
@@ -311,8 +313,8 @@ def scenario(ctx, version):
         }
         claims = list(uids.items())
         kind = f"{DRIVER}/vf"
-        dpdk_ids = [f"{kind}={uids['dpdk']}-vf", f"{kind}={uids['dpdk']}-{name[dpdk_pci]}"]
-        net_ids = [f"{kind}={uids['net']}-vf"]
+        dpdk_ids = [f"{kind}={dpdk_pci}"]
+        net_ids = [f"{kind}={net_pci}"]
 
         c = DraClient(info.endpoint, version)
         first = c.prepare(claims)
@@ -324,7 +326,7 @@ def scenario(ctx, version):
         expect(not bad.devices, f"bad claim devices {bad.devices}")
         left = leftovers(agent, [uids["bad"]], [bad_pci])
         expect(not left, f"the bad claim left {left}")
-        check_dpdk_spec(agent, uids["dpdk"], dpdk_pci, name[dpdk_pci])
+        check_dpdk_spec(agent, uids["dpdk"], dpdk_pci)
         check_net_spec(agent, uids["net"], net_pci)
         prepared = sorted(p["uid"] for p in agent.status()["dra"]["prepared"])
         expect(prepared == sorted([uids["dpdk"], uids["net"]]), f"status prepared {prepared}")
